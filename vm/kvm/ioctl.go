@@ -1,0 +1,67 @@
+package kvm
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Error is a failed KVM ioctl. It names the request and the object it was
+// made on, and unwraps to the errno.
+type Error struct {
+	// Op is the ioctl name as in the kernel headers, such as "KVM_RUN".
+	Op string
+	// Object names the handle, such as "vm" or "vcpu 1".
+	Object string
+	// Errno is the error the kernel returned.
+	Errno syscall.Errno
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s on %s: %v", e.Op, e.Object, e.Errno)
+}
+
+func (e *Error) Unwrap() error { return e.Errno }
+
+// ioctl issues request on fd with arg, retrying when a signal interrupted
+// the call, and returns the non-negative result.
+//
+// arg is a pointer to the argument struct or a plain integer. Callers that
+// pass a pointer must keep the pointee alive until ioctl returns, which
+// ioctlPtr does for them.
+func ioctl(fd int, request uintptr, arg uintptr) (uintptr, syscall.Errno) {
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), request, arg)
+		if errno == unix.EINTR {
+			continue
+		}
+		return r, errno
+	}
+}
+
+// ioctlPtr issues request with a pointer argument. The pointee is kept
+// reachable until the kernel is done with it.
+func ioctlPtr[T any](fd int, request uintptr, arg *T) (uintptr, syscall.Errno) {
+	r, errno := ioctl(fd, request, uintptr(unsafe.Pointer(arg)))
+	runtime.KeepAlive(arg)
+	return r, errno
+}
+
+// wrap returns nil for a zero errno and an *Error otherwise.
+func wrap(op, object string, errno syscall.Errno) error {
+	if errno == 0 {
+		return nil
+	}
+	return &Error{Op: op, Object: object, Errno: errno}
+}
+
+// IsUnsupported reports whether err means the kernel does not implement the
+// request or the attribute (ENOTTY, EINVAL for unknown caps, ENXIO for
+// unknown device attributes).
+func IsUnsupported(err error) bool {
+	return errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENXIO)
+}
