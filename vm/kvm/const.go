@@ -7,13 +7,13 @@ package kvm
 // of its struct.
 const (
 	// System ioctls, on the /dev/kvm descriptor.
-	_KVM_GET_API_VERSION      = 0xAE00
-	_KVM_CREATE_VM            = 0xAE01
-	_KVM_CHECK_EXTENSION      = 0xAE03
-	_KVM_GET_VCPU_MMAP_SIZE   = 0xAE04
-	_KVM_ARM_PREFERRED_TARGET = 0x8020AEAF // _IOR(0xAE, 0xaf, struct kvm_vcpu_init)
+	_KVM_GET_API_VERSION    = 0xAE00
+	_KVM_CREATE_VM          = 0xAE01
+	_KVM_CHECK_EXTENSION    = 0xAE03
+	_KVM_GET_VCPU_MMAP_SIZE = 0xAE04
 
 	// VM ioctls.
+	_KVM_ARM_PREFERRED_TARGET   = 0x8020AEAF // _IOR(0xAE, 0xaf, struct kvm_vcpu_init)
 	_KVM_CREATE_VCPU            = 0xAE41
 	_KVM_GET_DIRTY_LOG          = 0x4010AE42 // _IOW(0xAE, 0x42, struct kvm_dirty_log)
 	_KVM_SET_USER_MEMORY_REGION = 0x4020AE46 // _IOW(0xAE, 0x46, struct kvm_userspace_memory_region)

@@ -3,11 +3,11 @@ package kvm
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	sysioctl "github.com/spore-vm/spore/vm/internal/ioctl"
 )
 
 // Error is a failed KVM ioctl. It names the request and the object it was
@@ -27,28 +27,15 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Errno }
 
-// ioctl issues request on fd with arg, retrying when a signal interrupted
-// the call, and returns the non-negative result.
-//
-// arg is a pointer to the argument struct or a plain integer. Callers that
-// pass a pointer must keep the pointee alive until ioctl returns, which
-// ioctlPtr does for them.
+// ioctl issues request with an integer argument, retrying on EINTR.
 func ioctl(fd int, request uintptr, arg uintptr) (uintptr, syscall.Errno) {
-	for {
-		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), request, arg)
-		if errno == unix.EINTR {
-			continue
-		}
-		return r, errno
-	}
+	return sysioctl.Call(fd, request, arg)
 }
 
-// ioctlPtr issues request with a pointer argument. The pointee is kept
-// reachable until the kernel is done with it.
+// ioctlPtr issues request with a pointer argument, retrying on EINTR; the
+// pointee stays reachable until the kernel is done with it.
 func ioctlPtr[T any](fd int, request uintptr, arg *T) (uintptr, syscall.Errno) {
-	r, errno := ioctl(fd, request, uintptr(unsafe.Pointer(arg)))
-	runtime.KeepAlive(arg)
-	return r, errno
+	return sysioctl.CallPtr(fd, request, arg)
 }
 
 // wrap returns nil for a zero errno and an *Error otherwise.

@@ -66,14 +66,6 @@ func (s *System) VCPUMmapSize() (int, error) {
 	return int(r), nil
 }
 
-// PreferredTarget returns the vCPU target and features that KVM recommends
-// for this host (KVM_ARM_PREFERRED_TARGET, arm64 only).
-func (s *System) PreferredTarget() (VCPUInit, error) {
-	var init VCPUInit
-	_, errno := ioctlPtr(s.fd.Int(), _KVM_ARM_PREFERRED_TARGET, &init)
-	return init, wrap("KVM_ARM_PREFERRED_TARGET", DevicePath, errno)
-}
-
 // CreateVM creates a VM. machineType is 0 for the default, or on arm64
 // the IPA size in bits (KVM_VM_TYPE_ARM_IPA_SIZE) when the host supports
 // CapARMVMIPASize.

@@ -98,3 +98,11 @@ func (v *VM) CreateVCPU(index int) (*VCPU, error) {
 	}
 	return c, nil
 }
+
+// PreferredTarget returns the vCPU target and features that KVM recommends
+// for this host (KVM_ARM_PREFERRED_TARGET, arm64 only).
+func (v *VM) PreferredTarget() (VCPUInit, error) {
+	var init VCPUInit
+	_, errno := ioctlPtr(v.fd.Int(), _KVM_ARM_PREFERRED_TARGET, &init)
+	return init, wrap("KVM_ARM_PREFERRED_TARGET", "vm", errno)
+}
