@@ -1,0 +1,56 @@
+# spore's front door. `make` builds, `make test` runs everything CI runs.
+# VM tests run natively on an arm64 host with a usable /dev/kvm, and inside
+# the arm64 KVM testbed (QEMU) everywhere else.
+
+GO       ?= go
+PREFIX   ?= $(HOME)
+BINDIR   ?= $(PREFIX)/bin
+SHAREDIR ?= $(PREFIX)/share/spore
+BIN      := $(CURDIR)/bin
+
+# Packages whose tests need KVM; they run in the testbed on x86_64 hosts.
+E2E_PKGS ?= ./vm/... ./arch/...
+# Time limit of one package's tests inside the testbed (emulated, so slow).
+E2E_TIMEOUT ?= 20m
+
+HOST_ARCH := $(shell uname -m)
+NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo yes)
+
+.PHONY: all build test unit e2e bench install vet clean testbed-exec
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/spore ./cmd/spore
+
+vet:
+	$(GO) vet ./...
+
+test: vet unit e2e
+
+# Unit tests run natively; tests that need KVM skip themselves here unless
+# this host can run arm64 guests.
+unit:
+	$(GO) test -timeout 15m ./...
+
+ifeq ($(NATIVE_KVM),yes)
+e2e:
+	SPORE_REQUIRE_KVM=1 $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
+else
+e2e: testbed-exec
+	GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
+endif
+
+testbed-exec:
+	$(GO) build -o $(BIN)/testbed-exec ./testsuite/cmd/testbed-exec
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+install: build
+	install -d $(BINDIR) $(SHAREDIR)/kernel
+	install -m 0755 $(BIN)/spore $(BINDIR)/spore
+	install -m 0644 "$$($(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz" $(SHAREDIR)/kernel/Image
+
+clean:
+	rm -rf $(BIN)
