@@ -14,7 +14,7 @@ type Store struct {
 	nodes   *nodeCache
 	// dir is the store directory, empty for a store without one.
 	dir string
-	// onClose runs after the backend closed (stops an in-process server).
+	// onClose runs before the backend closes; it stops an in-process server.
 	onClose func()
 }
 
@@ -29,13 +29,13 @@ func (s *Store) Backend() Backend { return s.backend }
 // Dir returns the store directory, or "" when the store has none.
 func (s *Store) Dir() string { return s.dir }
 
-// Close closes the backend.
+// Close stops the in-process server, if the store runs one, and closes
+// the backend.
 func (s *Store) Close() error {
-	err := s.backend.Close()
 	if s.onClose != nil {
 		s.onClose()
 	}
-	return err
+	return s.backend.Close()
 }
 
 // Get returns an object's kind and payload after verifying its hash.

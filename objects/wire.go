@@ -25,11 +25,17 @@ func (e *encoder) id(id ID)     { e.buf = append(e.buf, id[:]...) }
 type decoder struct {
 	buf []byte
 	err error
+	// sentinel is wrapped by decoding errors; nil means ErrCorrupt.
+	sentinel error
 }
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+		sentinel := d.sentinel
+		if sentinel == nil {
+			sentinel = ErrCorrupt
+		}
+		d.err = fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)
 	}
 }
 

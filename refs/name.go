@@ -1,0 +1,111 @@
+// Package refs names commits: git-style ref names under refs/heads,
+// refs/tags and refs/forks, a symbolic HEAD, compare-and-swap updates that
+// only succeed when the target object is stored, and a reflog of every
+// change. Refs live in the same database as the objects (see package
+// objects), so a ref update and the objects it points to share one store.
+package refs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Namespaces of refs.
+const (
+	// Head is the symbolic ref that names the current branch.
+	Head = "HEAD"
+	// HeadsPrefix is the namespace of branches.
+	HeadsPrefix = "refs/heads/"
+	// TagsPrefix is the namespace of tags.
+	TagsPrefix = "refs/tags/"
+	// ForksPrefix is the namespace of fork children: a fork of N children
+	// from a ref writes refs/forks/NAME/1 to refs/forks/NAME/N.
+	ForksPrefix = "refs/forks/"
+)
+
+// MaxNameLen bounds the length of a ref name in bytes.
+const MaxNameLen = 1024
+
+// ErrInvalidName is wrapped by errors about ref names that break the rules.
+var ErrInvalidName = errors.New("invalid ref name")
+
+// ValidateName checks a full ref name with the rules of git
+// check-ref-format: HEAD, or refs/ followed by slash-separated components
+// that are not empty, do not start with "." or end with ".lock", and no
+// "..", "@{", control characters, space, ~ ^ : ? * [ or backslash; the name
+// must not end with "/" or ".".
+func ValidateName(name string) error {
+	if name == Head {
+		return nil
+	}
+	if !strings.HasPrefix(name, "refs/") {
+		return fmt.Errorf("%w %q: full ref names are HEAD or start with refs/ (for example refs/heads/%s)", ErrInvalidName, name, name)
+	}
+	return checkFormat(name)
+}
+
+// checkFormat applies the component rules to a name.
+func checkFormat(name string) error {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalidName, name, why) }
+	if name == "" {
+		return bad("empty")
+	}
+	if len(name) > MaxNameLen {
+		return bad(fmt.Sprintf("longer than %d bytes", MaxNameLen))
+	}
+	if name == "@" {
+		return bad(`"@" alone is not allowed`)
+	}
+	for _, c := range []byte(name) {
+		if c < 0x20 || c == 0x7f {
+			return bad(fmt.Sprintf("contains control character 0x%02x", c))
+		}
+		if strings.IndexByte(" ~^:?*[\\", c) >= 0 {
+			return bad(fmt.Sprintf("contains %q", c))
+		}
+	}
+	if strings.Contains(name, "..") {
+		return bad(`contains ".."`)
+	}
+	if strings.Contains(name, "@{") {
+		return bad(`contains "@{"`)
+	}
+	if strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".") {
+		return bad(`ends with "/" or "."`)
+	}
+	for _, part := range strings.Split(name, "/") {
+		switch {
+		case part == "":
+			return bad("has an empty path component")
+		case strings.HasPrefix(part, "."):
+			return bad(fmt.Sprintf("component %q starts with \".\"", part))
+		case strings.HasSuffix(part, ".lock"):
+			return bad(fmt.Sprintf("component %q ends with \".lock\"", part))
+		}
+	}
+	return nil
+}
+
+// ValidateShortName checks a name given without its namespace, such as a
+// branch or tag name ("main", "v1/warm").
+func ValidateShortName(name string) error {
+	if strings.HasPrefix(name, "refs/") || name == Head {
+		return fmt.Errorf("%w %q: give the name without refs/ or HEAD", ErrInvalidName, name)
+	}
+	if strings.HasPrefix(name, "-") {
+		return fmt.Errorf("%w %q: starts with \"-\"", ErrInvalidName, name)
+	}
+	return checkFormat(name)
+}
+
+// ShortName returns name without its refs/heads/, refs/tags/ or refs/
+// prefix, for display.
+func ShortName(name string) string {
+	for _, p := range []string{HeadsPrefix, TagsPrefix, "refs/"} {
+		if strings.HasPrefix(name, p) {
+			return strings.TrimPrefix(name, p)
+		}
+	}
+	return name
+}
