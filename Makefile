@@ -16,7 +16,7 @@ E2E_TIMEOUT ?= 20m
 HOST_ARCH := $(shell uname -m)
 NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo yes)
 
-.PHONY: all build test unit e2e bench install vet clean testbed-exec
+.PHONY: all build test unit e2e bench install vet clean testbed-exec demo
 
 all: build
 
@@ -43,6 +43,18 @@ endif
 
 testbed-exec:
 	$(GO) build -o $(BIN)/testbed-exec ./testsuite/cmd/testbed-exec
+
+# The demo shows what spore does so far: the host probe, then a real arm64
+# guest on KVM reaching an MMIO exit and a guest page served through
+# userfaultfd (in the testbed on x86_64 hosts). It grows with spore: boot,
+# warm, capture, fork and fan out.
+demo: build testbed-exec
+	$(BIN)/spore version
+ifeq ($(NATIVE_KVM),yes)
+	$(GO) test -count=1 -v -run 'TestGuest' ./vm/kvm
+else
+	GOARCH=arm64 $(GO) test -count=1 -exec $(BIN)/testbed-exec -v -run 'TestGuest' ./vm/kvm
+endif
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
