@@ -228,7 +228,10 @@ func (c *Client) readLoop(helloc chan<- *HelloReply, errc chan<- error) {
 			continue
 		}
 		if err != nil {
-			errc <- err
+			select {
+			case errc <- err:
+			default:
+			}
 			c.stop(fmt.Errorf("%w: read: %v", ErrClosed, err))
 			return
 		}

@@ -263,6 +263,7 @@ func (s *Session) failLocked(err error) {
 	}
 	s.finished = true
 	s.err = err
+	delete(s.c.sessions, s.id)
 	if !s.started {
 		close(s.startedc)
 	}

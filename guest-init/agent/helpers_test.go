@@ -36,14 +36,30 @@ func newPipePair(t *testing.T) *pipePair {
 	return p
 }
 
+// testLogger logs to t until the test ends and drops lines after that,
+// because Server goroutines outlive the test that started them.
 func testLogger(t *testing.T) *log.Logger {
-	return log.New(testWriter{t}, "", 0)
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return log.New(w, "", 0)
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	}
 	return len(p), nil
 }
 

@@ -147,7 +147,7 @@ func (m *Resize) decode(d *decoder) {
 // (SIGRTMAX on Linux).
 const MaxSignal = 64
 
-// Signal sends a signal to a session's process.
+// Signal sends a signal to the process group of a session's process.
 type Signal struct {
 	Session uint32
 	Signal  uint8

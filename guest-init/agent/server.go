@@ -87,12 +87,14 @@ func NewServer(cfg ServerConfig) *Server {
 
 // Serve reads requests from r and writes replies to w until reading fails
 // or ctx is done. It returns the read error (io.EOF when the stream ended).
-// Sessions keep running after Serve returns. Only one Serve may run at a
-// time.
+// Sessions keep running after Serve returns. A new Serve takes over
+// output from one that is still running; the old one should be ended by
+// closing its stream.
 func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 	fr := NewFrameReader(r)
+	fw := NewFrameWriter(w)
 	s.mu.Lock()
-	s.fw = NewFrameWriter(w)
+	s.fw = fw
 	s.conn++
 	s.ready = false
 	s.detachAllLocked()
@@ -100,10 +102,14 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 
 	defer func() {
 		s.mu.Lock()
-		s.fw = nil
-		s.ready = false
-		s.detachAllLocked()
-		s.cond.Broadcast()
+		// A newer Serve may have taken over while this one was still
+		// waiting for its read to fail; leave its connection alone.
+		if s.fw == fw {
+			s.fw = nil
+			s.ready = false
+			s.detachAllLocked()
+			s.cond.Broadcast()
+		}
 		s.mu.Unlock()
 	}()
 
@@ -196,8 +202,11 @@ func (s *Server) handle(ctx context.Context, m Message) {
 	case *Resize:
 		s.resizeLocked(m)
 	case *Signal:
-		if ss := s.sessionLocked(m.Session); ss != nil && !ss.reaped {
-			if err := ss.cmd.Process.Signal(unix.Signal(m.Signal)); err != nil {
+		// The session's process leads its own process group (Setpgid, or
+		// Setsid for a PTY), so the signal also reaches the children that
+		// hold its output open, as a terminal's Ctrl-C would.
+		if ss := s.sessionLocked(m.Session); ss != nil && !ss.exited {
+			if err := unix.Kill(-ss.pid, unix.Signal(m.Signal)); err != nil {
 				s.replyLocked(&Error{Session: m.Session, Code: CodeBadRequest,
 					Message: fmt.Sprintf("send signal %d: %v", m.Signal, err)})
 			}
@@ -296,9 +305,10 @@ func (s *Server) execLocked(m *Exec) {
 		s.replyLocked(&Error{Session: m.Session, Code: CodeExecFailed, Message: "exec: " + err.Error()})
 		return
 	}
+	ss.pid = ss.cmd.Process.Pid
 	ss.attached = true
 	s.sessions[m.Session] = ss
-	s.replyLocked(&Started{Session: m.Session, PID: uint32(ss.cmd.Process.Pid)})
+	s.replyLocked(&Started{Session: m.Session, PID: uint32(ss.pid)})
 
 	var pumps sync.WaitGroup
 	for st, r := range readers {
@@ -323,11 +333,11 @@ func (s *Server) execLocked(m *Exec) {
 // its output is read.
 func (s *Server) waitExit(ss *session, done <-chan unix.WaitStatus, pumps *sync.WaitGroup) {
 	ws := <-done
-	ss.cmd.Process.Release()
 
 	s.mu.Lock()
 	ss.reaped = true
 	ss.status = exitStatus(ws)
+	ss.cmd.Process.Release() // closes the pidfd
 	s.mu.Unlock()
 
 	pumps.Wait()

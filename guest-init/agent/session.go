@@ -52,6 +52,7 @@ func (o *outStream) ack(off uint64) {
 type session struct {
 	id    uint32
 	tty   bool
+	pid   int
 	cmd   *exec.Cmd
 	ptmx  *os.File // PTY master, or nil
 	stdin *os.File // write end of the stdin pipe, the PTY master, or nil
@@ -73,13 +74,9 @@ type session struct {
 }
 
 func (s *session) info() SessionInfo {
-	pid := 0
-	if s.cmd.Process != nil {
-		pid = s.cmd.Process.Pid
-	}
 	return SessionInfo{
 		ID:          s.id,
-		PID:         uint32(pid),
+		PID:         uint32(s.pid),
 		TTY:         s.tty,
 		Exited:      s.exited,
 		Status:      s.status,
