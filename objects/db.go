@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,6 +52,10 @@ type DB struct {
 	// of GC, so no object appears or gains a ref while GC deletes.
 	writeMu sync.RWMutex
 
+	// refMu serializes ref updates, so that concurrent compare-and-swap
+	// updates of one ref queue instead of failing with a badger conflict.
+	refMu sync.Mutex
+
 	// touchMu protects touched: the IDs that clients wrote or found present,
 	// with the time, which GC keeps for the grace period.
 	touchMu sync.Mutex
@@ -77,8 +82,13 @@ func OpenDB(storeDir string, opts DBOptions) (*DB, error) {
 		WithCompactL0OnClose(false).
 		WithLogger(badgerLogger{})
 	db, err := badger.Open(bopts)
+	if err != nil && isEmptyVlogError(err) {
+		if n, rerr := removeEmptyVlogs(dbDir(storeDir)); rerr == nil && n > 0 {
+			db, err = badger.Open(bopts)
+		}
+	}
 	if err != nil {
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, &LockedError{Dir: storeDir, Holder: readHolder(storeDir)}
 		}
 		if errors.Is(err, syscall.ENOSPC) {

@@ -120,6 +120,8 @@ func (d *DB) UpdateRefs(updates []RefUpdate) error {
 		return err
 	}
 
+	d.refMu.Lock()
+	defer d.refMu.Unlock()
 	var touched []ID
 	err := d.db.Update(func(txn *badger.Txn) error {
 		touched = touched[:0]

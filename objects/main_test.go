@@ -1,0 +1,41 @@
+package objects
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// helperEnv selects a helper mode when the test binary re-executes itself
+// as a store server or as a worker process.
+const helperEnv = "SPORE_OBJECTS_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "serve":
+		err := ServeDir(os.Getenv("SPORE_STORE"), ServeOptions{
+			DB:          DBOptions{MinFreeBytes: -1},
+			IdleTimeout: 500 * time.Millisecond,
+		})
+		if err != nil {
+			os.Stderr.WriteString("serve: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case "worker":
+		os.Exit(runWorker(os.Args))
+	}
+	os.Exit(m.Run())
+}
+
+// serverCommand returns a ServerCommand that runs this test binary as a
+// store server with a short idle timeout.
+func serverCommand(t testing.TB) []string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(helperEnv, "")
+	return []string{"env", helperEnv + "=serve", exe}
+}
