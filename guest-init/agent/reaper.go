@@ -113,3 +113,17 @@ func exitStatus(ws unix.WaitStatus) ExitStatus {
 	}
 	return ExitStatus{Code: ws.ExitStatus()}
 }
+
+// Run starts cmd through the Reaper and waits for it, like exec.Cmd.Run.
+// It returns an error for a non-zero exit or a signal death.
+func (r *Reaper) Run(cmd *exec.Cmd) error {
+	done, err := r.Start(cmd)
+	if err != nil {
+		return err
+	}
+	ws := <-done
+	if st := exitStatus(ws); st.Code != 0 {
+		return fmt.Errorf("%s: %s", cmd.Path, st)
+	}
+	return nil
+}
