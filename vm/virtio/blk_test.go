@@ -350,3 +350,25 @@ func TestNewBlockRejectsBadConfig(t *testing.T) {
 		t.Errorf("OpenFileBacking accepted a directory")
 	}
 }
+
+func TestBlockReadMarksPagesDirty(t *testing.T) {
+	disk, _ := testDisk(t, false)
+	g := newBlkGuest(t, BlockConfig{Backing: disk})
+	hdr := g.header(blkTypeIn, 0)
+	data := g.alloc(2*PageSize, PageSize)
+	status := g.alloc(1, PageSize)
+	g.q.submit(gbuf{addr: hdr, len: blkHeaderSize}, gbuf{addr: data, len: 2 * PageSize, write: true}, gbuf{addr: status, len: 1, write: true})
+	g.mem.TakeDirtyPages() // forget the test guest's own writes
+
+	g.q.kick()
+	got := g.mem.TakeDirtyPages()
+	want := []uint64{g.q.used, data, data + PageSize, status}
+	if len(got) != len(want) {
+		t.Fatalf("dirty pages = %#x, want %#x", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("dirty page %d = %#x, want %#x", i, got[i], want[i])
+		}
+	}
+}
