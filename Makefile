@@ -16,7 +16,7 @@ E2E_TIMEOUT ?= 20m
 HOST_ARCH := $(shell uname -m)
 NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo yes)
 
-.PHONY: all build test unit e2e bench install vet clean testbed-exec demo
+.PHONY: all build test unit e2e bench install vet clean testbed-exec demo FORCE
 
 all: build
 
@@ -33,12 +33,23 @@ test: vet unit e2e
 unit:
 	$(GO) test -timeout 15m ./...
 
+# The default guest kernel, from the Go module cache.
+GUEST_KERNEL = $(shell $(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz
+# Guest programs that VM tests boot; built for arm64 before the tests run.
+GUEST_TEST_BINARIES := vm/testdata/bootinit.arm64
+
+vm/testdata/%.arm64: FORCE
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./vm/testdata/$*
+
+FORCE:
+
 ifeq ($(NATIVE_KVM),yes)
-e2e:
-	SPORE_REQUIRE_KVM=1 $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
+e2e: $(GUEST_TEST_BINARIES)
+	SPORE_TEST_KERNEL=$(GUEST_KERNEL) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 else
-e2e: testbed-exec
-	GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
+e2e: testbed-exec $(GUEST_TEST_BINARIES)
+	SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_TESTBED_FILES=$(GUEST_KERNEL) \
+		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 endif
 
 testbed-exec:

@@ -47,7 +47,6 @@ const (
 const (
 	gicSPI         = 0
 	gicPPI         = 1
-	irqEdgeRising  = 1
 	irqLevelHigh   = 4
 	gicPhandle     = 1
 	clockPhandle   = 2
@@ -172,7 +171,7 @@ func (b *Board) DeviceTree() ([]byte, error) {
 		t.BeginNode(fmt.Sprintf("virtio_mmio@%x", d.Base()))
 		t.PropertyStrings("compatible", "virtio,mmio")
 		t.PropertyU64("reg", d.Base(), VirtioSize)
-		t.PropertyU32("interrupts", gicSPI, d.SPI(), irqEdgeRising)
+		t.PropertyU32("interrupts", gicSPI, d.SPI(), irqLevelHigh)
 		t.PropertyEmpty("dma-coherent")
 		t.EndNode()
 	}

@@ -45,7 +45,7 @@ func TestDeviceTreeDecompiles(t *testing.T) {
 		`compatible = "arm,gic-v3";`,
 		"reg = <0x00 0x8000000 0x00 0x10000 0x00 0x80a0000 0x00 0x40000>;",
 		"virtio_mmio@a000000 {", "virtio_mmio@a001000 {",
-		"interrupts = <0x00 0x11 0x01>;",
+		"interrupts = <0x00 0x11 0x04>;",
 		`bootargs = "console=hvc0 quiet";`,
 		"linux,initrd-start = <0x00 0x48000000>;",
 		`method = "hvc";`,
