@@ -316,10 +316,10 @@ func TestBlockConfigSpace(t *testing.T) {
 	if segMax := g.read32(regConfig + 12); segMax != blkSegMax {
 		t.Errorf("seg_max = %d, want %d", segMax, blkSegMax)
 	}
-	one := []byte{0xff}
-	g.tr.HandleMMIO(regConfig, one, false)
-	if one[0] != testDiskSectors {
-		t.Errorf("byte read of capacity = %d, want %d", one[0], testDiskSectors)
+	capacityByte := []byte{0xff}
+	g.tr.HandleMMIO(regConfig, capacityByte, false)
+	if capacityByte[0] != testDiskSectors {
+		t.Errorf("byte read of capacity = %d, want %d", capacityByte[0], testDiskSectors)
 	}
 	if beyond := g.read32(regConfig + 0xf0); beyond != 0 {
 		t.Errorf("read beyond the configuration = %#x, want 0", beyond)

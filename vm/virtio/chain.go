@@ -199,12 +199,12 @@ func (w *chainWalker) readDescriptor(table uint64, index uint16) (rawDescriptor,
 	}, nil
 }
 
-// walk resolves the chain that starts at head. Every rule of the split
-// virtqueue format that protects the device is checked: index bounds, loops,
-// the chain length limit (the queue size, counting the buffers of an
-// indirect table), readable before writable, buffers inside RAM, and the
-// indirect descriptor rules (feature negotiated, no NEXT flag, no nesting,
-// a length that is a non-zero multiple of 16).
+// walk resolves the chain that starts at head and checks every rule of the
+// split virtqueue format that protects the device. These are index bounds,
+// loops, readable before writable, and buffers inside RAM. The chain may
+// have at most queue size buffers, counting those of an indirect table. An
+// indirect descriptor needs the negotiated feature, no NEXT flag, no
+// nesting, and a length that is a non-zero multiple of 16.
 func (w *chainWalker) walk(head uint16) (*Chain, error) {
 	fail := func(index uint16, indirect bool, err error, format string, args ...any) error {
 		return &ChainError{Queue: w.queue, Head: head, Index: index, Indirect: indirect, Detail: fmt.Sprintf(format, args...), Err: err}

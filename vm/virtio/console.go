@@ -133,9 +133,9 @@ func (c *Console) Port(id int) *Port {
 	return c.ports[id]
 }
 
-// Close wakes every blocked Read and Write. Reads return the data still
-// buffered and then io.EOF; writes fail. The device keeps serving the
-// guest, which sees no change.
+// Close wakes every blocked Read and Write. After Close, reads return the
+// data still buffered and then io.EOF, and writes fail. The device keeps
+// serving the guest, which observes no change.
 func (c *Console) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -291,8 +291,8 @@ func TestConsoleGuestBackPressure(t *testing.T) {
 		want = append(want, chunk...)
 		g.transmit(g.queues[5], chunk)
 	}
-	taken := len(g.queues[5].takeUsed())
-	if taken >= chains {
+	returned := len(g.queues[5].takeUsed())
+	if returned >= chains {
 		t.Fatalf("device took all %d buffers without the host reading, want back-pressure", chains)
 	}
 	if _, toHost := agent.Buffered(); toHost > consoleBufferLimit+size {
@@ -311,9 +311,9 @@ func TestConsoleGuestBackPressure(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("host read %d bytes that differ from the %d transmitted", len(got), len(want))
 	}
-	taken += len(g.queues[5].takeUsed())
-	if taken != chains {
-		t.Errorf("device returned %d transmit buffers, want %d", taken, chains)
+	returned += len(g.queues[5].takeUsed())
+	if returned != chains {
+		t.Errorf("device returned %d transmit buffers, want %d", returned, chains)
 	}
 }
 

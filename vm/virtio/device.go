@@ -35,8 +35,8 @@ type InterruptLine interface {
 	SetLevel(asserted bool)
 }
 
-// Activation is what a device receives when the driver sets DRIVER_OK:
-// its queues and the negotiated features.
+// Activation is the set of queues and negotiated features that a device
+// receives when the driver sets DRIVER_OK.
 type Activation struct {
 	// Memory is guest RAM.
 	Memory *Memory

@@ -42,7 +42,7 @@ var errStateTruncated = errors.New("state is truncated")
 // stateDecoder reads what stateEncoder wrote. The first error sticks, and
 // later reads return zero values, so callers check err once at the end.
 type stateDecoder struct {
-	what string // the state's name, for messages
+	name string // the state's name, for messages
 	data []byte
 	off  int
 	err  error
@@ -50,10 +50,10 @@ type stateDecoder struct {
 
 // newStateDecoder checks the magic and returns a decoder positioned after
 // the version, together with the version.
-func newStateDecoder(what, magic string, data []byte) (*stateDecoder, uint16) {
-	d := &stateDecoder{what: what, data: data}
+func newStateDecoder(name, magic string, data []byte) (*stateDecoder, uint16) {
+	d := &stateDecoder{name: name, data: data}
 	if len(data) < len(magic)+2 || string(data[:len(magic)]) != magic {
-		d.err = fmt.Errorf("virtio: %s: missing magic %q; this is not a saved %s", what, magic, what)
+		d.err = fmt.Errorf("virtio: %s: missing magic %q; this is not a saved %s", name, magic, name)
 		return d, 0
 	}
 	d.off = len(magic)
@@ -65,7 +65,7 @@ func (d *stateDecoder) take(n int) []byte {
 		return nil
 	}
 	if n < 0 || n > len(d.data)-d.off {
-		d.err = fmt.Errorf("virtio: %s: %w: %d bytes needed at offset %d, %d left", d.what, errStateTruncated, n, d.off, len(d.data)-d.off)
+		d.err = fmt.Errorf("virtio: %s: %w: %d bytes needed at offset %d, %d left", d.name, errStateTruncated, n, d.off, len(d.data)-d.off)
 		return nil
 	}
 	p := d.data[d.off : d.off+n]
@@ -104,7 +104,7 @@ func (d *stateDecoder) u64() uint64 {
 func (d *stateDecoder) boolean() bool {
 	v := d.u8()
 	if v > 1 && d.err == nil {
-		d.err = fmt.Errorf("virtio: %s: boolean at offset %d has value %d, expected 0 or 1", d.what, d.off-1, v)
+		d.err = fmt.Errorf("virtio: %s: boolean at offset %d has value %d, expected 0 or 1", d.name, d.off-1, v)
 	}
 	return v == 1
 }
@@ -114,7 +114,7 @@ func (d *stateDecoder) boolean() bool {
 func (d *stateDecoder) bytes(max int) []byte {
 	n := d.u32()
 	if d.err == nil && uint64(n) > uint64(max) {
-		d.err = fmt.Errorf("virtio: %s: byte string at offset %d has length %d, more than the limit %d", d.what, d.off-4, n, max)
+		d.err = fmt.Errorf("virtio: %s: byte string at offset %d has length %d, more than the limit %d", d.name, d.off-4, n, max)
 	}
 	p := d.take(int(n))
 	if p == nil {
@@ -127,7 +127,7 @@ func (d *stateDecoder) bytes(max int) []byte {
 func (d *stateDecoder) count(max int) int {
 	n := d.u32()
 	if d.err == nil && uint64(n) > uint64(max) {
-		d.err = fmt.Errorf("virtio: %s: count %d at offset %d is more than the limit %d", d.what, n, d.off-4, max)
+		d.err = fmt.Errorf("virtio: %s: count %d at offset %d is more than the limit %d", d.name, n, d.off-4, max)
 	}
 	if d.err != nil {
 		return 0
@@ -138,7 +138,7 @@ func (d *stateDecoder) count(max int) int {
 // finish returns the first error, or an error if bytes are left over.
 func (d *stateDecoder) finish() error {
 	if d.err == nil && d.off != len(d.data) {
-		d.err = fmt.Errorf("virtio: %s: %d unexpected bytes after the state", d.what, len(d.data)-d.off)
+		d.err = fmt.Errorf("virtio: %s: %d unexpected bytes after the state", d.name, len(d.data)-d.off)
 	}
 	return d.err
 }

@@ -38,8 +38,8 @@ func (e *AccessError) Error() string {
 // Is makes errors.Is(err, ErrOutsideRAM) true for range errors.
 func (e *AccessError) Is(target error) bool { return target == ErrOutsideRAM && !e.Misaligned }
 
-// Memory is guest RAM as the device side sees it: one contiguous mapping
-// at a guest-physical base address. Every access is bounds-checked, so no
+// Memory is guest RAM as the device side accesses it: one contiguous
+// mapping at a guest-physical base address. Every access is bounds-checked, so no
 // guest-supplied address can make it panic or touch host memory outside the
 // mapping.
 //

@@ -41,8 +41,8 @@ func (m *Memory) LoadUint16(addr uint64) (uint16, error) {
 
 // StoreUint16 atomically writes v as a little-endian 16-bit value at addr,
 // which must be 2-byte aligned, and marks the page dirty. The store has
-// release ordering, so the guest sees every earlier write (for example a
-// used ring entry) before it sees v. The other half of the containing
+// release ordering, so the guest observes every earlier write (for example
+// a used ring entry) before it observes v. The other half of the containing
 // 32-bit word is preserved even if the guest writes it concurrently.
 func (m *Memory) StoreUint16(addr uint64, v uint16) error {
 	p, off, err := m.word(addr)

@@ -359,14 +359,16 @@ func (t *Transport) writeQueueReady(v uint32) {
 	if q.Ready {
 		return
 	}
+
 	if t.status&StatusFeaturesOK == 0 {
 		t.fail(fmt.Errorf("virtqueue %d enabled before FEATURES_OK", index))
 		return
 	}
 	if q.Size > t.maxSizes[index] {
-		t.fail(fmt.Errorf("virtqueue %d: queue size is larger than QueueNumMax %d", index, t.maxSizes[index]))
+		t.fail(fmt.Errorf("virtqueue %d: queue size %d is larger than QueueNumMax %d", index, q.Size, t.maxSizes[index]))
 		return
 	}
+
 	state := *q
 	state.Ready = true
 	state.LastAvailIdx, state.UsedIdx, state.SignalledUsedIdx = 0, 0, 0
@@ -476,7 +478,7 @@ func (t *Transport) configChanged() {
 func (t *Transport) broken() bool { return t.needReset.Load() }
 
 // fail puts the device into DEVICE_NEEDS_RESET after a driver error and
-// tells the driver with a configuration change interrupt. Only the first
+// notifies the driver with a configuration change interrupt. Only the first
 // error until the next reset is logged.
 func (t *Transport) fail(err error) {
 	if t.needReset.Swap(true) {

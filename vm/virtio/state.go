@@ -38,8 +38,9 @@ type TransportState struct {
 }
 
 // Save returns the state of the transport and its device. The VM must be
-// paused so that no vCPU accesses the window meanwhile; host goroutines of
-// a device may still run and are serialized by the device's lock.
+// paused so that no vCPU accesses the window meanwhile. Host goroutines of
+// a device (console port I/O) may still run, because the device's lock
+// serializes them with Save.
 func (t *Transport) Save() (TransportState, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -195,6 +196,7 @@ func (s *TransportState) UnmarshalBinary(data []byte) error {
 	out.DriverFeatures = d.u64()
 	out.InterruptStatus = d.u32()
 	out.ConfigGeneration = d.u32()
+
 	n := d.count(maxStateQueues)
 	for range n {
 		var q QueueState
@@ -209,6 +211,7 @@ func (s *TransportState) UnmarshalBinary(data []byte) error {
 		out.Queues = append(out.Queues, q)
 	}
 	out.Device = d.bytes(maxDeviceState)
+
 	if err := d.finish(); err != nil {
 		return err
 	}
