@@ -83,9 +83,8 @@ func OpenDB(storeDir string, opts DBOptions) (*DB, error) {
 		WithLogger(badgerLogger{})
 	db, err := badger.Open(bopts)
 	if err != nil && isEmptyVlogError(err) {
-		if n, rerr := removeEmptyVlogs(dbDir(storeDir)); rerr == nil && n > 0 {
-			db, err = badger.Open(bopts)
-		}
+		slog.Warn("store recovery: reopening after badger initialized an empty value log file left by a crash", "store", storeDir)
+		db, err = badger.Open(bopts)
 	}
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {

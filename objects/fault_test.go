@@ -3,6 +3,7 @@ package objects
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -206,5 +207,42 @@ func TestMissingObjectError(t *testing.T) {
 	}
 	if _, err := s.PutCommit(&Commit{Tree: id}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("PutCommit with a missing tree = %v, want ErrNotFound", err)
+	}
+}
+
+func TestOpenRecoversEmptyVlog(t *testing.T) {
+	dir := t.TempDir()
+	db, err := OpenDB(dir, DBOptions{MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := NewStore(db).Put(KindChunk, bytes.Repeat([]byte{7}, 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// A crash between creating a value log file and writing its header
+	// leaves an empty file with the next file number.
+	vlogs, _ := filepath.Glob(filepath.Join(dbDir(dir), "*.vlog"))
+	if len(vlogs) == 0 {
+		t.Fatal("no value log file found")
+	}
+	last := filepath.Base(vlogs[len(vlogs)-1])
+	var fid int
+	if _, err := fmt.Sscanf(last, "%06d.vlog", &fid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dbDir(dir), fmt.Sprintf("%06d.vlog", fid+1)), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = OpenDB(dir, DBOptions{MinFreeBytes: -1})
+	if err != nil {
+		t.Fatalf("open with an empty value log file: %v", err)
+	}
+	defer db.Close()
+	if _, _, err := NewStore(db).Get(id); err != nil {
+		t.Fatal(err)
 	}
 }
