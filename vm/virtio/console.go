@@ -144,6 +144,13 @@ func (c *Console) Close() error {
 	return nil
 }
 
+// broadcast wakes every goroutine that waits in Read or Write.
+func (c *Console) broadcast() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wake.Broadcast()
+}
+
 // DeviceID returns DeviceIDConsole.
 func (c *Console) DeviceID() uint32 { return DeviceIDConsole }
 

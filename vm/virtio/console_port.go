@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"context"
 	"io"
 )
 
@@ -58,16 +59,29 @@ func (p *Port) deliverable() bool {
 // consoleBufferLimit bytes are already waiting. After Console.Close it
 // returns io.ErrClosedPipe and the number of bytes buffered.
 func (p *Port) Write(b []byte) (int, error) {
+	return p.WriteContext(context.Background(), b)
+}
+
+// WriteContext is Write that also stops waiting when ctx is done. It then
+// returns ctx.Err() and the number of bytes buffered; those bytes still
+// reach the guest.
+func (p *Port) WriteContext(ctx context.Context, b []byte) (int, error) {
 	c := p.console
+	stop := context.AfterFunc(ctx, c.broadcast)
+	defer stop()
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	written := 0
 	for written < len(b) {
-		for !c.closed && len(p.toGuest) >= consoleBufferLimit {
+		for !c.closed && ctx.Err() == nil && len(p.toGuest) >= consoleBufferLimit {
 			c.wake.Wait()
 		}
 		if c.closed {
 			return written, io.ErrClosedPipe
+		}
+		if err := ctx.Err(); err != nil {
+			return written, err
 		}
 		n := min(len(b)-written, consoleBufferLimit-len(p.toGuest))
 		p.toGuest = append(p.toGuest, b[written:written+n]...)
@@ -80,16 +94,28 @@ func (p *Port) Write(b []byte) (int, error) {
 // Read returns bytes the guest wrote, blocking until there are some.
 // After Console.Close it returns the bytes still buffered, then io.EOF.
 func (p *Port) Read(b []byte) (int, error) {
+	return p.ReadContext(context.Background(), b)
+}
+
+// ReadContext is Read that also stops waiting when ctx is done, returning
+// ctx.Err() if no bytes had arrived.
+func (p *Port) ReadContext(ctx context.Context, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
 	c := p.console
+	stop := context.AfterFunc(ctx, c.broadcast)
+	defer stop()
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(p.toHost) == 0 && !c.closed {
+	for len(p.toHost) == 0 && !c.closed && ctx.Err() == nil {
 		c.wake.Wait()
 	}
 	if len(p.toHost) == 0 {
+		if err := ctx.Err(); err != nil && !c.closed {
+			return 0, err
+		}
 		return 0, io.EOF
 	}
 	n := copy(b, p.toHost)

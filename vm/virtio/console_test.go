@@ -2,6 +2,7 @@ package virtio
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -385,5 +386,28 @@ func TestNewConsoleRejectsBadPorts(t *testing.T) {
 		if _, err := NewConsole(c.ports, nil); err == nil {
 			t.Errorf("%s: NewConsole succeeded", c.name)
 		}
+	}
+}
+
+func TestConsoleContextStopsWaiting(t *testing.T) {
+	g := newConsoleGuest(t, ^uint64(0))
+	agent := g.dev.Port(1) // the guest never opens it, so nothing drains
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	n, err := agent.ReadContext(ctx, make([]byte, 8))
+	if n != 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("ReadContext = %d, %v; want 0, context.DeadlineExceeded", n, err)
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	data := make([]byte, consoleBufferLimit+100)
+	n, err = agent.WriteContext(ctx, data)
+	if n != consoleBufferLimit || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WriteContext = %d, %v; want %d, context.DeadlineExceeded", n, err, consoleBufferLimit)
+	}
+	if toGuest, _ := agent.Buffered(); toGuest != consoleBufferLimit {
+		t.Errorf("buffered toward the guest = %d, want %d", toGuest, consoleBufferLimit)
 	}
 }

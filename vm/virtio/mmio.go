@@ -411,7 +411,9 @@ func (t *Transport) writeStatus(v uint32) {
 	t.status = v
 
 	if added&StatusDriverOK != 0 && !t.needReset.Load() {
-		t.activateLocked()
+		if err := t.activateLocked(); err != nil {
+			t.fail(err)
+		}
 	}
 }
 
@@ -425,7 +427,7 @@ func (t *Transport) checkFeatures() error {
 	return nil
 }
 
-func (t *Transport) activateLocked() {
+func (t *Transport) activateLocked() error {
 	t.activated = true
 	a := &Activation{
 		Memory:        t.mem,
@@ -434,8 +436,9 @@ func (t *Transport) activateLocked() {
 		ConfigChanged: t.configChanged,
 	}
 	if err := t.dev.Activate(a); err != nil {
-		t.fail(fmt.Errorf("activating the device: %w", err))
+		return fmt.Errorf("activating the device: %w", err)
 	}
+	return nil
 }
 
 // resetLocked returns the transport and the device to their initial state.

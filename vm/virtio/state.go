@@ -114,7 +114,9 @@ func (t *Transport) Restore(s TransportState) error {
 	}
 	t.activated = true
 	if t.status&StatusDriverOK != 0 && !t.needReset.Load() {
-		t.activateLocked()
+		if err := t.activateLocked(); err != nil {
+			return fmt.Errorf("virtio: restoring device %d: %w", s.DeviceID, err)
+		}
 	}
 
 	t.irqMu.Lock()

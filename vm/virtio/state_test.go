@@ -321,3 +321,21 @@ func FuzzConsoleStateDecode(f *testing.F) {
 		_ = fresh.SetState(st)
 	})
 }
+
+func TestRestoreReportsActivationFailure(t *testing.T) {
+	g := newTestGuest(t, NewEntropy(nil, nil))
+	g.probe(DeviceIDEntropy, FeatureVersion1, 0)
+	st, err := g.tr.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Queues[0].Ready = false // the entropy device cannot run without its queue
+
+	tr, err := NewTransport(NewEntropy(nil, nil), cloneMemory(t, g.mem), &testIRQ{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Restore(st); err == nil || !strings.Contains(err.Error(), "request queue") {
+		t.Errorf("Restore = %v, want an error about the request queue", err)
+	}
+}
