@@ -42,9 +42,6 @@ const (
 	blkSegMax = blkQueueSize - 2
 	// blkConfigSize covers virtio_blk_config up to the secure erase fields.
 	blkConfigSize = 72
-
-	blkStateMagic   = "VBLK"
-	blkStateVersion = 1
 )
 
 // BlockConfig configures a Block device.
@@ -313,48 +310,4 @@ func (b *Block) write(r *blkRequest) (uint8, uint64) {
 		off += int64(n)
 	}
 	return blkStatusOK, 0
-}
-
-// BlockState is the saved state of a Block device. Requests always
-// complete before Notify returns, so only the configuration is saved, and
-// Restore checks it against the new device's configuration.
-type BlockState struct {
-	// Capacity is the disk size in sectors.
-	Capacity uint64
-	// ReadOnly is BlockConfig.ReadOnly.
-	ReadOnly bool
-	// ID is BlockConfig.ID.
-	ID string
-}
-
-// SaveState encodes the device's BlockState.
-func (b *Block) SaveState() ([]byte, error) {
-	e := newStateEncoder(blkStateMagic, blkStateVersion)
-	e.u64(b.capacity)
-	e.boolean(b.cfg.ReadOnly)
-	e.bytes([]byte(b.cfg.ID))
-	return e.buf, nil
-}
-
-// RestoreState checks a state from SaveState against this device. A disk
-// of another size, access mode or ID is an error, because the guest kernel
-// cached those values.
-func (b *Block) RestoreState(state []byte) error {
-	d, version := newStateDecoder("block device state", blkStateMagic, state)
-	if d.err == nil && version != blkStateVersion {
-		return fmt.Errorf("virtio: block device state has format version %d; this build reads version %d", version, blkStateVersion)
-	}
-	s := BlockState{Capacity: d.u64(), ReadOnly: d.boolean(), ID: string(d.bytes(BlockIDSize))}
-	if err := d.finish(); err != nil {
-		return err
-	}
-	switch {
-	case s.Capacity != b.capacity:
-		return fmt.Errorf("virtio block: saved disk has %d sectors, this disk has %d; attach the disk the VM was captured with", s.Capacity, b.capacity)
-	case s.ReadOnly != b.cfg.ReadOnly:
-		return fmt.Errorf("virtio block: saved disk has read-only=%t, this disk has read-only=%t", s.ReadOnly, b.cfg.ReadOnly)
-	case s.ID != b.cfg.ID:
-		return fmt.Errorf("virtio block: saved disk has ID %q, this disk has ID %q", s.ID, b.cfg.ID)
-	}
-	return nil
 }
