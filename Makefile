@@ -20,7 +20,7 @@ NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo ye
 
 all: build
 
-build:
+build: $(GUEST_INITRD)
 	$(GO) build -o $(BIN)/spore ./cmd/spore
 
 vet:
@@ -43,12 +43,32 @@ vm/testdata/%.arm64: FORCE
 
 FORCE:
 
+# The guest init archive that spore embeds.
+GUEST_INITRD := guest-init/initrd/assets/init.cpio
+
+$(GUEST_INITRD): FORCE
+	$(GO) run ./guest-init/cmd/mkinitrd -o $@
+
+# A static arm64 busybox from Debian, so test guests have a shell.
+DEB_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spore/debs
+BUSYBOX := $(DEB_CACHE)/busybox-static/bin/busybox
+
+$(BUSYBOX):
+	rm -rf $(DEB_CACHE)/busybox-static.tmp && mkdir -p $(DEB_CACHE)/busybox-static.tmp
+	cd $(DEB_CACHE)/busybox-static.tmp && apt-get download busybox-static:arm64
+	dpkg-deb -x $(DEB_CACHE)/busybox-static.tmp/*.deb $(DEB_CACHE)/busybox-static.tmp/root
+	rm -rf $(DEB_CACHE)/busybox-static
+	mv $(DEB_CACHE)/busybox-static.tmp/root $(DEB_CACHE)/busybox-static
+	rm -rf $(DEB_CACHE)/busybox-static.tmp
+
+E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_TEST_BUSYBOX=$(BUSYBOX)
+
 ifeq ($(NATIVE_KVM),yes)
-e2e: $(GUEST_TEST_BINARIES)
-	SPORE_TEST_KERNEL=$(GUEST_KERNEL) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
+e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX)
+	$(E2E_ENV) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 else
-e2e: testbed-exec $(GUEST_TEST_BINARIES)
-	SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_TESTBED_FILES=$(GUEST_KERNEL) \
+e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX)
+	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX) \
 		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 endif
 

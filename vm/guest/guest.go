@@ -1,0 +1,297 @@
+// Package guest boots a spore guest, a Linux VM with spore's init and exec
+// agent, and runs commands in it. It ties together the machine (package
+// vm), the virtio devices, the guest initramfs and the agent client.
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spore-vm/spore/guest-init/agent"
+	"github.com/spore-vm/spore/guest-init/initrd"
+	"github.com/spore-vm/spore/vm"
+	"github.com/spore-vm/spore/vm/virtio"
+)
+
+// Defaults of Options.
+const (
+	DefaultMemoryBytes = 512 << 20
+	DefaultVCPUs       = 1
+	// DefaultAgentTimeout bounds the wait for the agent after boot. Boots
+	// in the emulated testbed take tens of seconds.
+	DefaultAgentTimeout = 5 * time.Minute
+)
+
+// baseCmdline is the kernel command line every guest gets. The gokrazy
+// kernel also targets PCs and builds in the NCT6683 sensor driver, which
+// probes legacy port I/O that this board does not have and would oops, so
+// its initcall is disabled.
+const baseCmdline = "console=ttyAMA0 panic=-1 quiet initcall_blacklist=sensors_nct6683_init"
+
+// Options describes a guest to boot.
+type Options struct {
+	// Kernel is an arm64 Linux Image; nil means the managed default kernel.
+	Kernel []byte
+	// Initrd is the initramfs; nil means the embedded guest init.
+	Initrd []byte
+	// RootFS is an ext4 image for /dev/vda, mounted as the root file
+	// system; empty runs the guest from the initramfs alone.
+	RootFS string
+	// RootFSWritable mounts RootFS read-write and lets the guest change the
+	// file. By default the disk is read-only.
+	RootFSWritable bool
+	// MemoryBytes is the guest RAM size; 0 means DefaultMemoryBytes.
+	MemoryBytes uint64
+	// VCPUs is the vCPU count; 0 means DefaultVCPUs.
+	VCPUs int
+	// ExtraCmdline is appended to the kernel command line.
+	ExtraCmdline string
+	// KernelLog receives the guest kernel's and init's console output;
+	// nil discards it.
+	KernelLog io.Writer
+	// AgentTimeout bounds the wait for the agent; 0 means
+	// DefaultAgentTimeout.
+	AgentTimeout time.Duration
+	// Logger receives VMM logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Guest is a running guest with a connected agent.
+type Guest struct {
+	machine *vm.Machine
+	client  *agent.Client
+	logger  *slog.Logger
+	disk    *virtio.FileBacking
+
+	// done is closed when the machine stopped; reason and err say why.
+	done   chan struct{}
+	reason vm.ExitReason
+	err    error
+	cancel context.CancelFunc
+}
+
+// Boot starts a guest and waits until its agent answers. The guest runs
+// until Shutdown or until ctx is done.
+func Boot(ctx context.Context, opts Options) (*Guest, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+
+	console, err := virtio.NewConsole([]virtio.ConsolePortConfig{
+		{Console: true},
+		{Name: agentPortName},
+	}, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	devices := []virtio.Device{console, virtio.NewEntropy(nil, opts.Logger)}
+
+	g := &Guest{logger: opts.Logger, done: make(chan struct{})}
+	cmdline := baseCmdline
+	if opts.RootFS != "" {
+		disk, err := g.rootDisk(opts)
+		if err != nil {
+			return nil, err
+		}
+		devices = append(devices, disk)
+		mode := "ro"
+		if opts.RootFSWritable {
+			mode = "rw"
+		}
+		// The console and entropy devices come first, so the disk is the
+		// only block device: /dev/vda.
+		cmdline += " spore.root=/dev/vda spore.rootmode=" + mode
+	}
+	if opts.ExtraCmdline != "" {
+		cmdline += " " + opts.ExtraCmdline
+	}
+
+	m, err := vm.New(vm.Config{
+		Kernel:      opts.Kernel,
+		Initrd:      opts.Initrd,
+		Cmdline:     cmdline,
+		MemoryBytes: opts.MemoryBytes,
+		VCPUs:       opts.VCPUs,
+		Console:     opts.KernelLog,
+		Devices:     devices,
+		Logger:      opts.Logger,
+	})
+	if err != nil {
+		g.closeDisk()
+		return nil, err
+	}
+	g.machine = m
+
+	// hvc0 carries nothing the host needs while the kernel logs to the
+	// UART, but its output must be drained so the guest never blocks on it.
+	go io.Copy(opts.KernelLog, console.Port(0))
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	go func() {
+		g.reason, g.err = m.Run(runCtx)
+		close(g.done)
+	}()
+
+	if err := g.connectAgent(ctx, console.Port(1), opts.AgentTimeout); err != nil {
+		g.Kill()
+		return nil, err
+	}
+	return g, nil
+}
+
+// agentPortName is the virtio-console port name the guest init looks for.
+const agentPortName = "org.spore.agent"
+
+func (opts Options) withDefaults() (Options, error) {
+	if opts.MemoryBytes == 0 {
+		opts.MemoryBytes = DefaultMemoryBytes
+	}
+	if opts.VCPUs == 0 {
+		opts.VCPUs = DefaultVCPUs
+	}
+	if opts.AgentTimeout == 0 {
+		opts.AgentTimeout = DefaultAgentTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.KernelLog == nil {
+		opts.KernelLog = io.Discard
+	}
+	if opts.Kernel == nil {
+		kernel, err := DefaultKernel()
+		if err != nil {
+			return opts, err
+		}
+		opts.Kernel = kernel
+	}
+	if opts.Initrd == nil {
+		archive, err := initrd.Archive()
+		if err != nil {
+			return opts, err
+		}
+		opts.Initrd = archive
+	}
+	return opts, nil
+}
+
+func (g *Guest) rootDisk(opts Options) (virtio.Device, error) {
+	backing, err := virtio.OpenFileBacking(opts.RootFS, !opts.RootFSWritable)
+	if err != nil {
+		return nil, fmt.Errorf("root disk: %w", err)
+	}
+	g.disk = backing
+	dev, err := virtio.NewBlock(virtio.BlockConfig{Backing: backing, ReadOnly: !opts.RootFSWritable, ID: "spore-root"}, opts.Logger)
+	if err != nil {
+		g.closeDisk()
+		return nil, fmt.Errorf("root disk %s: %w", opts.RootFS, err)
+	}
+	return dev, nil
+}
+
+func (g *Guest) closeDisk() {
+	if g.disk != nil {
+		g.disk.Close()
+	}
+}
+
+// connectAgent dials the agent on its port, giving up when the VM stops or
+// the timeout expires.
+func (g *Guest) connectAgent(ctx context.Context, port io.ReadWriter, timeout time.Duration) error {
+	dialCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.done:
+			cancel()
+		case <-dialCtx.Done():
+		}
+	}()
+
+	client, err := agent.Dial(dialCtx, port, port, agent.ClientOptions{
+		Logger: log.New(slogWriter{g.logger}, "", 0),
+	})
+	if err != nil {
+		select {
+		case <-g.done:
+			return fmt.Errorf("guest stopped before its agent answered (%v): %w", g.reason, errors.Join(g.err, err))
+		default:
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("guest agent did not answer within %v; rerun with --debug to see the guest console", timeout)
+		}
+		return fmt.Errorf("connect to the guest agent: %w", err)
+	}
+	g.client = client
+	return nil
+}
+
+// Exec runs a command in the guest and returns its exit status.
+func (g *Guest) Exec(ctx context.Context, req agent.Request, stdin io.Reader, stdout, stderr io.Writer) (agent.ExitStatus, error) {
+	return g.client.Exec(ctx, req, stdin, stdout, stderr)
+}
+
+// Agent returns the agent client, for sessions with PTYs and signals.
+func (g *Guest) Agent() *agent.Client { return g.client }
+
+// Shutdown asks the guest to power off and waits until the VM stopped, or
+// kills it when ctx is done first. It releases the VM.
+func (g *Guest) Shutdown(ctx context.Context) error {
+	if err := g.client.Poweroff(ctx); err != nil {
+		g.logger.Debug("agent power-off request failed; stopping the VM", "err", err)
+		g.cancel()
+	}
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+		g.cancel()
+		<-g.done
+	}
+	return g.release()
+}
+
+// Kill stops the VM at once and releases it.
+func (g *Guest) Kill() error {
+	g.cancel()
+	<-g.done
+	return g.release()
+}
+
+func (g *Guest) release() error {
+	if g.client != nil {
+		g.client.Close()
+	}
+	err := g.machine.Close()
+	g.closeDisk()
+	if g.err != nil {
+		return g.err
+	}
+	return err
+}
+
+// slogWriter adapts a slog.Logger for the agent client's log.Logger.
+type slogWriter struct{ logger *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.logger.Debug("agent client", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// DefaultKernel returns the managed guest kernel: $SPORE_KERNEL, or the
+// Image installed next to the spore binary (../share/spore/kernel/Image).
+func DefaultKernel() ([]byte, error) {
+	path, err := DefaultKernelPath()
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}

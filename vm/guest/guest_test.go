@@ -1,0 +1,158 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spore-vm/spore/guest-init/agent"
+	"github.com/spore-vm/spore/guest-init/initrd"
+	"github.com/spore-vm/spore/vm"
+)
+
+// busyboxEnv names a static arm64 busybox that make e2e fetches from
+// Debian's busybox-static package, so the guest has a shell and tools.
+const busyboxEnv = "SPORE_TEST_BUSYBOX"
+
+// busyboxApplets are linked into /bin of the test initramfs.
+var busyboxApplets = []string{
+	"sh", "cat", "echo", "ls", "mkdir", "rm", "sleep", "env", "uname", "id",
+	"head", "wc", "grep", "sync", "true", "false", "test", "date", "nproc",
+	"printf", "od", "tr", "pwd",
+}
+
+// testInitrd returns the embedded guest init plus busybox, appended as a
+// second cpio archive, which the kernel unpacks over the first.
+func testInitrd(t *testing.T) []byte {
+	t.Helper()
+	base, err := initrd.Archive()
+	if err != nil {
+		t.Fatalf("%v (make e2e builds it)", err)
+	}
+	path := os.Getenv(busyboxEnv)
+	if path == "" {
+		t.Fatalf("%s is not set: run the guest tests with make e2e", busyboxEnv)
+	}
+	busybox, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	entries := []initrd.Entry{
+		{Name: "bin", Mode: initrd.ModeDir | 0o755},
+		{Name: "bin/busybox", Mode: 0o100755, Data: busybox},
+	}
+	for _, applet := range busyboxApplets {
+		entries = append(entries, initrd.Entry{Name: "bin/" + applet, Mode: 0o120777, Data: []byte("busybox")})
+	}
+	var extra bytes.Buffer
+	if err := initrd.WriteNewc(&extra, entries); err != nil {
+		t.Fatal(err)
+	}
+	return append(append([]byte(nil), base...), extra.Bytes()...)
+}
+
+// bootTestGuest boots one guest for a whole test, skipping on hosts that
+// cannot run arm64 guests, except in the testbed.
+func bootTestGuest(t *testing.T, opts Options) *Guest {
+	t.Helper()
+	if os.Getenv("SPORE_IN_TESTBED") == "" {
+		if p := vm.ProbeHost(); !p.Usable {
+			t.Skipf("this host cannot run arm64 guests: %s", p.Reason)
+		}
+	}
+	if opts.Initrd == nil {
+		opts.Initrd = testInitrd(t)
+	}
+	console := &syncBuffer{}
+	opts.KernelLog = console
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	g, err := Boot(ctx, opts)
+	if err != nil {
+		t.Fatalf("boot: %v\nconsole:\n%s", err, console.String())
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return g
+}
+
+func TestExecStreamsAndStatus(t *testing.T) {
+	g := bootTestGuest(t, Options{VCPUs: 2, MemoryBytes: 256 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var stdout, stderr bytes.Buffer
+	status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}}, nil, &stdout, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.Code != 3 {
+		t.Errorf("exit status %v, want 3", status)
+	}
+	if stdout.String() != "out\n" {
+		t.Errorf("stdout %q, want %q", stdout.String(), "out\n")
+	}
+	if stderr.String() != "err\n" {
+		t.Errorf("stderr %q, want %q", stderr.String(), "err\n")
+	}
+
+	stdout.Reset()
+	status, err = g.Exec(ctx, agent.Request{Argv: []string{"/bin/nproc"}}, nil, &stdout, nil)
+	if err != nil || status.Code != 0 {
+		t.Fatalf("nproc: status %v, err %v", status, err)
+	}
+	if strings.TrimSpace(stdout.String()) != "2" {
+		t.Errorf("nproc printed %q, want 2", stdout.String())
+	}
+}
+
+func TestExecForwardsStdin(t *testing.T) {
+	g := bootTestGuest(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var stdout bytes.Buffer
+	status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/cat"}}, strings.NewReader("hello\n"), &stdout, nil)
+	if err != nil || status.Code != 0 {
+		t.Fatalf("cat with stdin: status %v, err %v", status, err)
+	}
+	if stdout.String() != "hello\n" {
+		t.Errorf("cat echoed %q, want %q", stdout.String(), "hello\n")
+	}
+
+	// Without stdin the command sees EOF at once instead of waiting.
+	stdout.Reset()
+	status, err = g.Exec(ctx, agent.Request{Argv: []string{"/bin/cat"}}, nil, &stdout, nil)
+	if err != nil || status.Code != 0 || stdout.Len() != 0 {
+		t.Errorf("cat without stdin: status %v, err %v, output %q; want 0, nil and no output", status, err, stdout.String())
+	}
+}
+
+// syncBuffer collects console output written from vCPU threads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
