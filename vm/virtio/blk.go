@@ -65,7 +65,7 @@ type BlockConfig struct {
 type Block struct {
 	cfg      BlockConfig
 	capacity uint64 // in sectors
-	log      *slog.Logger
+	log      *deviceLogger
 
 	mu       sync.Mutex
 	queue    *Queue
@@ -85,10 +85,7 @@ func NewBlock(cfg BlockConfig, logger *slog.Logger) (*Block, error) {
 	if len(cfg.ID) > BlockIDSize {
 		return nil, fmt.Errorf("virtio block: device ID %q is %d bytes long, the limit is %d", cfg.ID, len(cfg.ID), BlockIDSize)
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	return &Block{cfg: cfg, capacity: uint64(size) / SectorSize, log: logger}, nil
+	return &Block{cfg: cfg, capacity: uint64(size) / SectorSize, log: newDeviceLogger(logger, "virtio_device", DeviceIDBlock)}, nil
 }
 
 // DeviceID returns DeviceIDBlock.
@@ -173,13 +170,13 @@ func (b *Block) Notify(queue int) {
 func (b *Block) handle(c *Chain) uint32 {
 	readable, writable := c.ReadableLen(), c.WritableLen()
 	if readable < blkHeaderSize || writable < 1 {
-		b.log.Warn("virtio block: request without header or status byte; returning it unprocessed",
+		b.log.warn("virtio block: request without header or status byte; returning it unprocessed",
 			"head", c.Head, "readable_bytes", readable, "writable_bytes", writable)
 		return 0
 	}
 	var hdr [blkHeaderSize]byte
 	if err := c.ReadAt(hdr[:], 0); err != nil {
-		b.log.Warn("virtio block: reading request header failed", "head", c.Head, "error", err)
+		b.log.warn("virtio block: reading request header failed", "head", c.Head, "error", err)
 		return 0
 	}
 	reqType := binary.LittleEndian.Uint32(hdr[0:])
@@ -188,7 +185,7 @@ func (b *Block) handle(c *Chain) uint32 {
 
 	status, written := b.run(reqType, &req)
 	if err := c.WriteAt([]byte{status}, writable-1); err != nil {
-		b.log.Warn("virtio block: writing request status failed", "head", c.Head, "error", err)
+		b.log.warn("virtio block: writing request status failed", "head", c.Head, "error", err)
 		return 0
 	}
 	if status != blkStatusOK {
@@ -240,7 +237,7 @@ func (b *Block) run(reqType uint32, r *blkRequest) (uint8, uint64) {
 			return blkStatusUnsupp, 0
 		}
 		if err := b.cfg.Backing.Flush(); err != nil {
-			b.log.Error("virtio block: flush failed", "error", err)
+			b.log.error("virtio block: flush failed", "error", err)
 			return blkStatusIOErr, 0
 		}
 		return blkStatusOK, 0
@@ -260,7 +257,7 @@ func (b *Block) run(reqType uint32, r *blkRequest) (uint8, uint64) {
 }
 
 func (b *Block) reject(r *blkRequest, reason string) (uint8, uint64) {
-	b.log.Warn("virtio block: rejected request", "head", r.chain.Head, "sector", r.sector, "reason", reason)
+	b.log.warn("virtio block: rejected request", "head", r.chain.Head, "sector", r.sector, "reason", reason)
 	return blkStatusIOErr, 0
 }
 
@@ -287,7 +284,7 @@ func (b *Block) read(r *blkRequest) (uint8, uint64) {
 		n, err := b.cfg.Backing.ReadAt(p, off)
 		done += uint64(n)
 		if n < len(p) {
-			b.log.Error("virtio block: read failed", "sector", r.sector, "offset", off, "error", err)
+			b.log.error("virtio block: read failed", "sector", r.sector, "offset", off, "error", err)
 			return blkStatusIOErr, done
 		}
 		off += int64(n)
@@ -304,7 +301,7 @@ func (b *Block) write(r *blkRequest) (uint8, uint64) {
 	for _, p := range parts {
 		n, err := b.cfg.Backing.WriteAt(p, off)
 		if err != nil || n < len(p) {
-			b.log.Error("virtio block: write failed", "sector", r.sector, "offset", off, "error", err)
+			b.log.error("virtio block: write failed", "sector", r.sector, "offset", off, "error", err)
 			return blkStatusIOErr, 0
 		}
 		off += int64(n)

@@ -70,7 +70,7 @@ func DefaultConsolePorts() []ConsolePortConfig {
 // the goroutines that call Port.Read and Port.Write, serialized by one
 // mutex.
 type Console struct {
-	log   *slog.Logger
+	log   *deviceLogger
 	ports []*Port
 
 	mu        sync.Mutex
@@ -113,11 +113,7 @@ func NewConsole(ports []ConsolePortConfig, logger *slog.Logger) (*Console, error
 	if consoles > 1 {
 		return nil, fmt.Errorf("virtio console: %d ports are marked as console, at most one may be", consoles)
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-
-	c := &Console{log: logger}
+	c := &Console{log: newDeviceLogger(logger, "virtio_device", DeviceIDConsole)}
 	c.wake = sync.NewCond(&c.mu)
 	for i, cfg := range ports {
 		c.ports = append(c.ports, &Port{console: c, id: uint32(i), cfg: cfg})
@@ -270,9 +266,9 @@ func (c *Console) readControl() {
 		}
 		var msg [consoleControlSize]byte
 		if chain.ReadableLen() < consoleControlSize {
-			c.log.Warn("virtio console: control message is too short; ignoring it", "head", chain.Head, "bytes", chain.ReadableLen())
+			c.log.warn("virtio console: control message is too short; ignoring it", "head", chain.Head, "bytes", chain.ReadableLen())
 		} else if err := chain.ReadAt(msg[:], 0); err != nil {
-			c.log.Warn("virtio console: reading control message failed", "head", chain.Head, "error", err)
+			c.log.warn("virtio console: reading control message failed", "head", chain.Head, "error", err)
 		} else {
 			c.handleControl(binary.LittleEndian.Uint32(msg[0:]), binary.LittleEndian.Uint16(msg[4:]), binary.LittleEndian.Uint16(msg[6:]))
 		}
@@ -285,7 +281,7 @@ func (c *Console) readControl() {
 func (c *Console) handleControl(id uint32, event, value uint16) {
 	if event == consoleDeviceReady {
 		if value != 1 {
-			c.log.Error("virtio console: the driver failed to set up the device", "value", value)
+			c.log.error("virtio console: the driver failed to set up the device", "value", value)
 			return
 		}
 		c.ready = true
@@ -299,14 +295,14 @@ func (c *Console) handleControl(id uint32, event, value uint16) {
 	}
 
 	if id >= uint32(len(c.ports)) {
-		c.log.Warn("virtio console: control message for a port that does not exist", "port", id, "event", event)
+		c.log.warn("virtio console: control message for a port that does not exist", "port", id, "event", event)
 		return
 	}
 	p := c.ports[id]
 	switch event {
 	case consolePortReady:
 		if value != 1 {
-			c.log.Error("virtio console: the driver failed to add a port", "port", id)
+			c.log.error("virtio console: the driver failed to add a port", "port", id)
 			p.ready = false
 			return
 		}
@@ -324,7 +320,7 @@ func (c *Console) handleControl(id uint32, event, value uint16) {
 	case consolePortOpen:
 		p.guestOpen = value == 1
 	default:
-		c.log.Warn("virtio console: unexpected control message from the driver", "port", id, "event", event, "value", value)
+		c.log.warn("virtio console: unexpected control message from the driver", "port", id, "event", event, "value", value)
 	}
 }
 
@@ -333,7 +329,7 @@ func (c *Console) handleControl(id uint32, event, value uint16) {
 // would otherwise grow it forever.
 func (c *Console) queueControl(id uint32, event, value uint16, payload []byte) {
 	if len(c.control) >= maxControlMessages {
-		c.log.Error("virtio console: too many control messages wait for guest buffers; dropping one",
+		c.log.error("virtio console: too many control messages wait for guest buffers; dropping one",
 			"port", id, "event", event, "limit", maxControlMessages)
 		return
 	}
@@ -359,10 +355,10 @@ func (c *Console) sendControl() {
 		msg := c.control[0]
 		written := uint32(0)
 		if uint64(len(msg)) > chain.WritableLen() {
-			c.log.Error("virtio console: control receive buffer is too small; dropping the message",
+			c.log.error("virtio console: control receive buffer is too small; dropping the message",
 				"bytes", len(msg), "buffer_bytes", chain.WritableLen(), "event", binary.LittleEndian.Uint16(msg[4:]))
 		} else if err := chain.WriteAt(msg, 0); err != nil {
-			c.log.Warn("virtio console: writing control message failed", "error", err)
+			c.log.warn("virtio console: writing control message failed", "error", err)
 		} else {
 			written = uint32(len(msg))
 		}

@@ -152,11 +152,11 @@ func (p *Port) deliver() {
 		}
 		n := uint64(0)
 		if len(chain.Readable) > 0 {
-			p.console.log.Warn("virtio console: receive buffer has device-readable parts; returning it unused", "port", p.id, "head", chain.Head)
+			p.console.log.warn("virtio console: receive buffer has device-readable parts; returning it unused", "port", p.id, "head", chain.Head)
 		} else {
 			n = min(chain.WritableLen(), uint64(len(p.toGuest)))
 			if err := chain.WriteAt(p.toGuest[:n], 0); err != nil {
-				p.console.log.Warn("virtio console: writing receive buffer failed", "port", p.id, "error", err)
+				p.console.log.warn("virtio console: writing receive buffer failed", "port", p.id, "error", err)
 				n = 0
 			}
 		}
@@ -191,13 +191,13 @@ func (p *Port) collect() {
 		n := chain.ReadableLen()
 		switch {
 		case n > consoleMaxChain:
-			p.console.log.Warn("virtio console: transmit buffer is larger than the limit; returning it unread",
+			p.console.log.warn("virtio console: transmit buffer is larger than the limit; returning it unread",
 				"port", p.id, "bytes", n, "limit", consoleMaxChain)
 		default:
 			start := len(p.toHost)
 			p.toHost = append(p.toHost, make([]byte, n)...)
 			if err := chain.ReadAt(p.toHost[start:], 0); err != nil {
-				p.console.log.Warn("virtio console: reading transmit buffer failed", "port", p.id, "error", err)
+				p.console.log.warn("virtio console: reading transmit buffer failed", "port", p.id, "error", err)
 				p.toHost = p.toHost[:start]
 			}
 			moved = moved || n > 0

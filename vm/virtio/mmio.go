@@ -69,11 +69,10 @@ const (
 // window that the driver programs, the interrupt status, and the queues.
 // See the package documentation for the threading model.
 type Transport struct {
-	dev  Device
-	mem  *Memory
-	irq  InterruptLine
-	log  *slog.Logger
-	logs logLimiter
+	dev Device
+	mem *Memory
+	irq InterruptLine
+	log *deviceLogger
 
 	offered   uint64   // device and transport feature bits
 	maxSizes  []uint16 // QueueNumMax per queue
@@ -108,14 +107,11 @@ func NewTransport(dev Device, mem *Memory, irq InterruptLine, logger *slog.Logge
 				dev.DeviceID(), i, n, MaxQueueSize)
 		}
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
 	return &Transport{
 		dev:       dev,
 		mem:       mem,
 		irq:       irq,
-		log:       logger.With("virtio_device", dev.DeviceID()),
+		log:       newDeviceLogger(logger, "virtio_device", dev.DeviceID()),
 		offered:   dev.Features() | transportFeatures,
 		maxSizes:  sizes,
 		queueRegs: make([]QueueState, len(sizes)),
@@ -487,23 +483,11 @@ func (t *Transport) fail(err error) {
 	if t.needReset.Swap(true) {
 		return
 	}
-	t.log.Warn("virtio: driver error; device needs reset", "error", err)
+	t.log.warn("virtio: driver error; device needs reset", "error", err)
 	t.raise(InterruptConfigChanged)
 }
 
-// logDriverError logs a register access that the device ignored. The first
-// maxLoggedDriverErrors are logged, then one message per 1000.
+// logDriverError logs a register access that the device ignored.
 func (t *Transport) logDriverError(msg string, args ...any) {
-	if n, ok := t.logs.allow(); ok {
-		t.log.Warn("virtio: ignored invalid register access: "+msg, append(args, "count", n)...)
-	}
-}
-
-const maxLoggedDriverErrors = 16
-
-type logLimiter struct{ count atomic.Uint64 }
-
-func (l *logLimiter) allow() (uint64, bool) {
-	n := l.count.Add(1)
-	return n, n <= maxLoggedDriverErrors || n%1000 == 0
+	t.log.warn("virtio: ignored invalid register access: "+msg, args...)
 }

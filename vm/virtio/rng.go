@@ -24,7 +24,7 @@ const (
 // no feature bits and no configuration space.
 type Entropy struct {
 	source io.Reader
-	log    *slog.Logger
+	log    *deviceLogger
 
 	mu    sync.Mutex
 	queue *Queue
@@ -37,10 +37,7 @@ func NewEntropy(source io.Reader, logger *slog.Logger) *Entropy {
 	if source == nil {
 		source = rand.Reader
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	return &Entropy{source: source, log: logger}
+	return &Entropy{source: source, log: newDeviceLogger(logger, "virtio_device", DeviceIDEntropy)}
 }
 
 // DeviceID returns DeviceIDEntropy.
@@ -101,13 +98,13 @@ func (r *Entropy) Notify(queue int) {
 // and is returned with nothing written.
 func (r *Entropy) fill(chain *Chain) uint32 {
 	if len(chain.Readable) > 0 {
-		r.log.Warn("virtio entropy: request has device-readable buffers; returning it unfilled", "head", chain.Head)
+		r.log.warn("virtio entropy: request has device-readable buffers; returning it unfilled", "head", chain.Head)
 		return 0
 	}
 	want := min(chain.WritableLen(), rngMaxFill)
 	parts, err := chain.WritableSlices(0, want)
 	if err != nil {
-		r.log.Warn("virtio entropy: request buffers are not accessible", "head", chain.Head, "error", err)
+		r.log.warn("virtio entropy: request buffers are not accessible", "head", chain.Head, "error", err)
 		return 0
 	}
 	var written uint32
@@ -115,7 +112,7 @@ func (r *Entropy) fill(chain *Chain) uint32 {
 		n, err := io.ReadFull(r.source, p)
 		written += uint32(n)
 		if err != nil {
-			r.log.Error("virtio entropy: reading random bytes failed", "error", err)
+			r.log.error("virtio entropy: reading random bytes failed", "error", err)
 			break
 		}
 	}
