@@ -12,13 +12,21 @@ import (
 type CLI struct {
 	Globals
 
-	Version VersionCmd `cmd:"" help:"Print the spore version and whether this host can run arm64 guests."`
+	Version     VersionCmd `cmd:"" help:"Print the spore version and whether this host can run arm64 guests."`
+	Log         LogCmd     `cmd:"" help:"Show the history of a commit, or the fork tree with --graph."`
+	Show        ShowCmd    `cmd:"" help:"Print any object (commit, tree, chunk index, chunk) in readable form."`
+	Refs        RefsCmd    `cmd:"" help:"List refs and the objects they point to."`
+	Tag         TagCmd     `cmd:"" help:"Create, delete or list tags."`
+	Fsck        FsckCmd    `cmd:"" help:"Verify every object that a ref or reflog reaches."`
+	GC          GCCmd      `cmd:"" name:"gc" help:"Delete objects that no ref or reflog reaches."`
+	StoreServer StoreCmd   `cmd:"" name:"store" hidden:"" help:"Store maintenance commands."`
 }
 
 // Globals are the flags every command accepts.
 type Globals struct {
-	JSON  bool `help:"Print results and errors as JSON for scripts."`
-	Debug bool `help:"Log debug details on stderr."`
+	JSON  bool   `help:"Print results and errors as JSON for scripts."`
+	Debug bool   `help:"Log debug details on stderr."`
+	Store string `help:"Store directory (default $XDG_DATA_HOME/spore, or ~/.local/share/spore)." env:"SPORE_STORE" placeholder:"DIR"`
 }
 
 // configureLogging sets the default slog logger: warnings only, or

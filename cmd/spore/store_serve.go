@@ -1,0 +1,29 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spore-vm/spore/objects"
+)
+
+// StoreCmd groups store maintenance commands.
+type StoreCmd struct {
+	Serve StoreServeCmd `cmd:"" help:"Serve the store to other spore processes over its unix socket (started on demand)."`
+}
+
+// StoreServeCmd runs the store server in the foreground.
+type StoreServeCmd struct {
+	IdleTimeout time.Duration `help:"Exit after this long without clients; 0 never exits." default:"30s" env:"SPORE_STORE_IDLE_TIMEOUT"`
+}
+
+func (c *StoreServeCmd) Run(g *Globals) error {
+	dir, err := g.storeDir()
+	if err != nil {
+		return err
+	}
+	idle := c.IdleTimeout
+	if idle == 0 {
+		idle = -1
+	}
+	return objects.ServeDir(dir, objects.ServeOptions{IdleTimeout: idle})
+}
