@@ -56,6 +56,7 @@ type Client struct {
 	mu            sync.Mutex
 	cond          *sync.Cond // signals sendq changes and closing
 	sendq         []Message
+	writing       bool // the writer goroutine is writing a message taken from sendq
 	closed        bool
 	err           error // why the client stopped
 	hello         *HelloReply
@@ -144,9 +145,20 @@ func (c *Client) Hello() HelloReply {
 }
 
 // Close stops the Client and closes the stream. Sessions keep running in
-// the guest. Close waits until no output writer is in use, so the offsets
-// of each Session are final when it returns.
+// the guest. Close first gives queued messages (such as the Release of a
+// finished session) up to a second to be written, then waits until no
+// output writer is in use, so the offsets of each Session are final when
+// it returns.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	deadline := time.Now().Add(time.Second)
+	for (len(c.sendq) > 0 || c.writing) && !c.closed && time.Now().Before(deadline) {
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+
 	c.stop(ErrClosed)
 	for _, cl := range c.rwc {
 		cl.Close()
@@ -206,9 +218,11 @@ func (c *Client) writeLoop() {
 		}
 		m := c.sendq[0]
 		c.sendq = c.sendq[1:]
+		c.writing = true
 		c.mu.Unlock()
 		err := c.fw.WriteFrame(m)
 		c.mu.Lock()
+		c.writing = false
 		if err != nil {
 			c.mu.Unlock()
 			c.stop(fmt.Errorf("%w: write %s: %v", ErrClosed, m.Type(), err))

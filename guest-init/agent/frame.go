@@ -29,7 +29,8 @@ const (
 	MaxBody = 128 << 10
 
 	// PreambleSize is the number of zero bytes a Client writes before its
-	// first Hello. A Server that was in the middle of reading a frame from
+	// first Hello. Zero bytes between frames are padding that readers skip
+	// without an error. A Server that was in the middle of reading a frame from
 	// the previous host when the VM was captured consumes at most
 	// HeaderSize+MaxBody bytes to finish that frame, finds its CRC wrong and
 	// then skips the remaining zeros while it looks for the next header.
@@ -52,9 +53,10 @@ type Frame struct {
 	Body []byte
 }
 
-// FrameReader reads frames from an untrusted byte stream. After a corrupt
-// frame it returns an error that wraps ErrCorruptFrame and, on the next
-// call, scans forward byte by byte for the next valid header.
+// FrameReader reads frames from an untrusted byte stream. Zero bytes
+// between frames are skipped as padding. After a corrupt frame it returns
+// an error that wraps ErrCorruptFrame and, on the next call, scans forward
+// for the next valid header.
 type FrameReader struct {
 	r       *bufio.Reader
 	resync  bool
@@ -77,6 +79,12 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return Frame{}, err
+		}
+		if hdr[0] == 0 {
+			// Zero bytes between frames are padding, such as the
+			// preamble a Client writes before its Hello.
+			fr.skipZeros()
+			continue
 		}
 		herr := checkHeader(hdr)
 		if herr != nil {
@@ -130,6 +138,16 @@ func (fr *FrameReader) skipToMagic() {
 		i = len(buf)
 	}
 	fr.discard(i)
+}
+
+// skipZeros discards the zero bytes at the start of the buffer.
+func (fr *FrameReader) skipZeros() {
+	buf, _ := fr.r.Peek(fr.r.Buffered())
+	n := 0
+	for n < len(buf) && buf[n] == 0 {
+		n++
+	}
+	fr.discard(max(n, 1))
 }
 
 func (fr *FrameReader) discard(n int) {

@@ -247,3 +247,21 @@ func TestDialVersionMismatch(t *testing.T) {
 		t.Fatalf("Dial = %v, expected the version error", err)
 	}
 }
+
+func TestFrameZeroPaddingSkipped(t *testing.T) {
+	stream := append(make([]byte, PreambleSize), AppendFrame(nil, &Ping{Nonce: 1})...)
+	stream = append(append(stream, 0, 0, 0), AppendFrame(nil, &Ping{Nonce: 2})...)
+	fr := NewFrameReader(bytes.NewReader(stream))
+	for _, nonce := range []uint64{1, 2} {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("ReadFrame = %v, expected Ping %d with the zeros skipped silently", err, nonce)
+		}
+		if m, _ := Decode(f); m.(*Ping).Nonce != nonce {
+			t.Errorf("nonce = %d, expected %d", m.(*Ping).Nonce, nonce)
+		}
+	}
+	if fr.Skipped != uint64(PreambleSize+3) {
+		t.Errorf("Skipped = %d, expected %d", fr.Skipped, PreambleSize+3)
+	}
+}

@@ -139,11 +139,16 @@ func runOnce(logger *log.Logger, reaper *agent.Reaper, command string) error {
 	}
 	cmd := newShellCmd(command)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = console, console, console
-	logger.Printf("running %q", command)
-	if err := reaper.Run(cmd); err != nil {
-		logger.Printf("command failed: %v", err)
+	logger.Printf("spore.run: starting %q", command)
+	done, err := reaper.Start(cmd)
+	if err != nil {
+		return fmt.Errorf("spore.run: start /bin/sh: %w", err)
+	}
+	ws := <-done
+	if ws.Signaled() {
+		logger.Printf("spore.run: killed by signal %d (exit code %d)", ws.Signal(), 128+int(ws.Signal()))
 	} else {
-		logger.Printf("command exited with code 0")
+		logger.Printf("spore.run: exit code %d", ws.ExitStatus())
 	}
 	poweroff(logger)
 	return nil
