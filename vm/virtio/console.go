@@ -31,10 +31,11 @@ const (
 	MaxConsolePorts = 32
 	// MaxConsolePortName is the longest port name in bytes.
 	MaxConsolePortName = 255
-	// consoleBufferLimit is the most bytes buffered per port and direction
-	// before the console applies back-pressure: a host Write blocks, or
-	// the device stops taking guest buffers from the transmit queue.
-	consoleBufferLimit = 64 << 10
+	// ConsoleBufferLimit is the maximum number of bytes buffered per port
+	// and direction before the console applies back-pressure: a host Write
+	// blocks, or the device stops taking guest buffers from the transmit
+	// queue.
+	ConsoleBufferLimit = 64 << 10
 	// consoleMaxChain is the largest transmit buffer the console accepts.
 	// Linux sends at most 32 KiB per buffer; larger chains are returned
 	// unread and logged.

@@ -14,7 +14,7 @@ import (
 //
 // NOTE: Linux's console driver waits with the vCPU spinning until the host
 // takes each console buffer, so the VMM must keep reading the console port
-// or the guest stops when consoleBufferLimit bytes are waiting.
+// or the guest stops when ConsoleBufferLimit bytes are waiting.
 type Port struct {
 	console *Console
 	id      uint32
@@ -56,7 +56,7 @@ func (p *Port) deliverable() bool {
 }
 
 // Write buffers b for the guest and returns len(b), blocking while
-// consoleBufferLimit bytes are already waiting. After Console.Close it
+// ConsoleBufferLimit bytes are already waiting. After Console.Close it
 // returns io.ErrClosedPipe and the number of bytes buffered.
 func (p *Port) Write(b []byte) (int, error) {
 	return p.WriteContext(context.Background(), b)
@@ -74,7 +74,7 @@ func (p *Port) WriteContext(ctx context.Context, b []byte) (int, error) {
 	defer c.mu.Unlock()
 	written := 0
 	for written < len(b) {
-		for !c.closed && ctx.Err() == nil && len(p.toGuest) >= consoleBufferLimit {
+		for !c.closed && ctx.Err() == nil && len(p.toGuest) >= ConsoleBufferLimit {
 			c.wake.Wait()
 		}
 		if c.closed {
@@ -83,7 +83,7 @@ func (p *Port) WriteContext(ctx context.Context, b []byte) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return written, err
 		}
-		n := min(len(b)-written, consoleBufferLimit-len(p.toGuest))
+		n := min(len(b)-written, ConsoleBufferLimit-len(p.toGuest))
 		p.toGuest = append(p.toGuest, b[written:written+n]...)
 		written += n
 		c.pump()
@@ -175,7 +175,7 @@ func (p *Port) deliver() {
 }
 
 // collect takes transmitted guest buffers while the host-side buffer has
-// room. A buffer is taken whole, so toHost can exceed consoleBufferLimit
+// room. A buffer is taken whole, so toHost can exceed ConsoleBufferLimit
 // by up to one buffer.
 func (p *Port) collect() {
 	q := p.console.txQueue(p.id)
@@ -183,7 +183,7 @@ func (p *Port) collect() {
 		return
 	}
 	moved := false
-	for len(p.toHost) < consoleBufferLimit {
+	for len(p.toHost) < ConsoleBufferLimit {
 		chain, err := q.Pop()
 		if err != nil || chain == nil {
 			break

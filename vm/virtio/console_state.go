@@ -77,7 +77,7 @@ func (c *Console) SetState(s ConsoleState) error {
 			return fmt.Errorf("virtio console: saved port %d is (name %q, console %t), this port is (name %q, console %t)",
 				i, ps.Name, ps.Console, cfg.Name, cfg.Console)
 		}
-		if len(ps.ToGuest) > consoleBufferLimit || len(ps.ToHost) > consoleBufferLimit+consoleMaxChain {
+		if len(ps.ToGuest) > ConsoleBufferLimit || len(ps.ToHost) > ConsoleBufferLimit+consoleMaxChain {
 			return fmt.Errorf("virtio console: saved port %d buffers %d and %d bytes, more than the device can hold", i, len(ps.ToGuest), len(ps.ToHost))
 		}
 	}
@@ -158,8 +158,8 @@ func (s *ConsoleState) UnmarshalBinary(data []byte) error {
 		p.Added = d.boolean()
 		p.Ready = d.boolean()
 		p.GuestOpen = d.boolean()
-		p.ToGuest = d.bytes(consoleBufferLimit)
-		p.ToHost = d.bytes(consoleBufferLimit + consoleMaxChain)
+		p.ToGuest = d.bytes(ConsoleBufferLimit)
+		p.ToHost = d.bytes(ConsoleBufferLimit + consoleMaxChain)
 		out.Ports = append(out.Ports, p)
 	}
 	if err := d.finish(); err != nil {

@@ -251,7 +251,7 @@ func TestConsoleHostBackPressure(t *testing.T) {
 	g.bringUp()
 	agent := g.dev.Port(1)
 
-	data := make([]byte, 3*consoleBufferLimit+123)
+	data := make([]byte, 3*ConsoleBufferLimit+123)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
@@ -296,8 +296,8 @@ func TestConsoleGuestBackPressure(t *testing.T) {
 	if returned >= chains {
 		t.Fatalf("device took all %d buffers without the host reading, want back-pressure", chains)
 	}
-	if _, toHost := agent.Buffered(); toHost > consoleBufferLimit+size {
-		t.Errorf("device buffers %d bytes toward the host, limit %d", toHost, consoleBufferLimit+size)
+	if _, toHost := agent.Buffered(); toHost > ConsoleBufferLimit+size {
+		t.Errorf("device buffers %d bytes toward the host, limit %d", toHost, ConsoleBufferLimit+size)
 	}
 
 	var got []byte
@@ -402,13 +402,13 @@ func TestConsoleContextStopsWaiting(t *testing.T) {
 
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	data := make([]byte, consoleBufferLimit+100)
+	data := make([]byte, ConsoleBufferLimit+100)
 	n, err = agent.WriteContext(ctx, data)
-	if n != consoleBufferLimit || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("WriteContext = %d, %v; want %d, context.DeadlineExceeded", n, err, consoleBufferLimit)
+	if n != ConsoleBufferLimit || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WriteContext = %d, %v; want %d, context.DeadlineExceeded", n, err, ConsoleBufferLimit)
 	}
-	if toGuest, _ := agent.Buffered(); toGuest != consoleBufferLimit {
-		t.Errorf("buffered toward the guest = %d, want %d", toGuest, consoleBufferLimit)
+	if toGuest, _ := agent.Buffered(); toGuest != ConsoleBufferLimit {
+		t.Errorf("buffered toward the guest = %d, want %d", toGuest, ConsoleBufferLimit)
 	}
 }
 
