@@ -317,12 +317,19 @@ func (c *Console) handleControl(id uint32, event, value uint16) {
 		if p.cfg.Name != "" {
 			c.queueControl(id, consolePortName, 1, []byte(p.cfg.Name))
 		}
-		c.queueControl(id, consolePortOpen, 1, nil)
+		c.queueControl(id, consolePortOpen, boolValue(!p.hostClosed), nil)
 	case consolePortOpen:
 		p.guestOpen = value == 1
 	default:
 		c.log.warn("virtio console: unexpected control message from the driver", "port", id, "event", event, "value", value)
 	}
+}
+
+func boolValue(b bool) uint16 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // queueControl adds a control message for the guest. The queue is bounded

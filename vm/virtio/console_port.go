@@ -21,11 +21,12 @@ type Port struct {
 	cfg     ConsolePortConfig
 
 	// The fields below are guarded by console.mu.
-	added     bool   // PORT_ADD was queued for the guest
-	ready     bool   // the guest sent PORT_READY
-	guestOpen bool   // the guest has the port open (PORT_OPEN)
-	toGuest   []byte // host bytes not yet in guest buffers
-	toHost    []byte // guest bytes the host has not read
+	added      bool   // PORT_ADD was queued for the guest
+	ready      bool   // the guest sent PORT_READY
+	guestOpen  bool   // the guest has the port open (PORT_OPEN)
+	hostClosed bool   // the host side is disconnected (SetHostOpen(false))
+	toGuest    []byte // host bytes not yet in guest buffers
+	toHost     []byte // guest bytes the host has not read
 }
 
 // ID returns the port number.
@@ -53,6 +54,34 @@ func (p *Port) deliverable() bool {
 		return p.id == 0
 	}
 	return p.ready && p.guestOpen
+}
+
+// HostOpen reports whether the host side of the port is connected, as
+// last set with SetHostOpen. A new port is connected.
+func (p *Port) HostOpen() bool {
+	c := p.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !p.hostClosed
+}
+
+// SetHostOpen tells the guest whether the host side of the port is
+// connected, with a PORT_OPEN control message. While it is disconnected,
+// Linux returns end-of-file to guest reads once they have drained the
+// delivered data, and blocks guest writes. The host's Read and Write keep
+// working: bytes written are delivered as usual.
+func (p *Port) SetHostOpen(open bool) {
+	c := p.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.hostClosed == !open {
+		return
+	}
+	p.hostClosed = !open
+	if c.multiport && p.ready {
+		c.queueControl(p.id, consolePortOpen, boolValue(open), nil)
+		c.pump()
+	}
 }
 
 // Write buffers b for the guest and returns len(b), blocking while

@@ -35,6 +35,8 @@ type ConsolePortState struct {
 	// Added, Ready and GuestOpen track the handshake: PORT_ADD sent,
 	// PORT_READY received, and the guest's last PORT_OPEN value.
 	Added, Ready, GuestOpen bool
+	// HostOpen is the host connection state from Port.SetHostOpen.
+	HostOpen bool
 	// ToGuest holds host bytes not yet delivered to the guest.
 	ToGuest []byte
 	// ToHost holds guest bytes the host has not read.
@@ -52,7 +54,7 @@ func (c *Console) State() ConsoleState {
 	for _, p := range c.ports {
 		s.Ports = append(s.Ports, ConsolePortState{
 			Name: p.cfg.Name, Console: p.cfg.Console,
-			Added: p.added, Ready: p.ready, GuestOpen: p.guestOpen,
+			Added: p.added, Ready: p.ready, GuestOpen: p.guestOpen, HostOpen: !p.hostClosed,
 			ToGuest: append([]byte(nil), p.toGuest...),
 			ToHost:  append([]byte(nil), p.toHost...),
 		})
@@ -95,6 +97,7 @@ func (c *Console) SetState(s ConsoleState) error {
 	for i, ps := range s.Ports {
 		p := c.ports[i]
 		p.added, p.ready, p.guestOpen = ps.Added, ps.Ready, ps.GuestOpen
+		p.hostClosed = !ps.HostOpen
 		p.toGuest = append([]byte(nil), ps.ToGuest...)
 		p.toHost = append([]byte(nil), ps.ToHost...)
 	}
@@ -133,6 +136,7 @@ func (s *ConsoleState) MarshalBinary() ([]byte, error) {
 		e.boolean(p.Added)
 		e.boolean(p.Ready)
 		e.boolean(p.GuestOpen)
+		e.boolean(p.HostOpen)
 		e.bytes(p.ToGuest)
 		e.bytes(p.ToHost)
 	}
@@ -158,6 +162,7 @@ func (s *ConsoleState) UnmarshalBinary(data []byte) error {
 		p.Added = d.boolean()
 		p.Ready = d.boolean()
 		p.GuestOpen = d.boolean()
+		p.HostOpen = d.boolean()
 		p.ToGuest = d.bytes(ConsoleBufferLimit)
 		p.ToHost = d.bytes(ConsoleBufferLimit + consoleMaxChain)
 		out.Ports = append(out.Ports, p)

@@ -464,3 +464,34 @@ func TestConsoleResetWhileHostWrites(t *testing.T) {
 		t.Fatalf("host writer: %v", err)
 	}
 }
+
+func TestConsoleHostOpenState(t *testing.T) {
+	g := newConsoleGuest(t, ^uint64(0))
+	agent := g.dev.Port(1)
+	agent.SetHostOpen(false) // before the handshake: PORT_READY answers closed
+	msgs := g.bringUp()
+	if last := msgs[len(msgs)-1]; last != (ctrlMsg{id: 1, event: consolePortOpen, value: 0}) {
+		t.Errorf("last control message = %+v, want PORT_OPEN(1, 0)", last)
+	}
+
+	agent.SetHostOpen(true)
+	msgs = g.receiveControl()
+	if len(msgs) != 1 || msgs[0] != (ctrlMsg{id: 1, event: consolePortOpen, value: 1}) {
+		t.Errorf("control messages after SetHostOpen(true) = %+v, want PORT_OPEN(1, 1)", msgs)
+	}
+	agent.SetHostOpen(true) // no change, no message
+	if msgs := g.receiveControl(); len(msgs) != 0 {
+		t.Errorf("control messages after a repeated SetHostOpen(true) = %+v, want none", msgs)
+	}
+	if !agent.HostOpen() {
+		t.Errorf("HostOpen = false after SetHostOpen(true)")
+	}
+	agent.SetHostOpen(false)
+	msgs = g.receiveControl()
+	if len(msgs) != 1 || msgs[0] != (ctrlMsg{id: 1, event: consolePortOpen, value: 0}) {
+		t.Errorf("control messages after SetHostOpen(false) = %+v, want PORT_OPEN(1, 0)", msgs)
+	}
+	if st := g.dev.State(); st.Ports[1].HostOpen {
+		t.Errorf("saved state has HostOpen true after SetHostOpen(false)")
+	}
+}
