@@ -8,7 +8,7 @@ import (
 // AgentPortName is the virtio-console port name of the agent protocol.
 const AgentPortName = "org.spore.agent"
 
-// Config is what the kernel command line tells the init to do.
+// Config contains the spore.* settings of the kernel command line.
 type Config struct {
 	// Root is the block device of the root disk (spore.root=/dev/vda), or
 	// empty to stay in the initramfs.

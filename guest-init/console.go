@@ -12,8 +12,8 @@ import (
 const LogPrefix = "spore-init: "
 
 // OpenConsole opens /dev/console for logging. Before devtmpfs is mounted
-// it may not exist; then the init's inherited stderr (which the kernel
-// connects to the console when /dev/console is in the initramfs) is used.
+// it may not exist, so OpenConsole then returns the inherited stderr. The
+// kernel connects that to the console when the initramfs has /dev/console.
 func OpenConsole() io.Writer {
 	if f, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
 		return f

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// VirtioPortsDir is where the kernel lists virtio-console ports.
+// VirtioPortsDir is the sysfs directory that lists virtio-console ports.
 const VirtioPortsDir = "/sys/class/virtio-ports"
 
 // ErrPortNotFound is returned by FindPort when no port has the name.
@@ -62,9 +62,9 @@ func WaitPort(sysDir, name string, timeout time.Duration) (string, error) {
 }
 
 // PortReader reads a virtio-console port. The kernel returns end of file
-// while the host side of the port is not connected (between VMM
-// processes, for example); PortReader waits and reads again instead, so
-// the agent sees one endless stream.
+// while the host side of the port is not connected, for example between
+// two VMM processes. PortReader then waits and reads again, so the agent
+// reads one endless stream.
 type PortReader struct {
 	R     io.Reader
 	Delay time.Duration // wait after an end of file; zero means 50ms

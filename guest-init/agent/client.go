@@ -58,7 +58,7 @@ type Client struct {
 	sendq         []Message
 	writing       bool // the writer goroutine is writing a message taken from sendq
 	closed        bool
-	err           error // why the client stopped
+	err           error // cause of the stop, returned by later calls
 	hello         *HelloReply
 	nonce         uint64
 	pongs         map[uint64]chan AgentInfo
@@ -326,8 +326,9 @@ func (c *Client) dispatch(m Message, helloc chan<- *HelloReply, errc chan<- erro
 	}
 }
 
-// resync asks every session to send again from what this Client received,
-// because corrupt input may have swallowed Data or Exit messages.
+// resync sends a Rewind for both output streams of every session, from the
+// offsets this Client received, because corrupt input may have swallowed
+// Data or Exit messages.
 func (c *Client) resync() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -393,8 +394,8 @@ func (c *Client) SetIdentity(ctx context.Context, m *SetIdentity) error {
 	}
 }
 
-// Poweroff asks the guest to sync and power off, and waits for the agent
-// to confirm that it has started to.
+// Poweroff requests a sync and power-off of the guest, and waits until the
+// agent confirms that it is powering off.
 func (c *Client) Poweroff(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {

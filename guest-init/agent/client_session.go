@@ -272,7 +272,7 @@ func (s *Session) failLocked(err error) {
 }
 
 // dataLocked queues output bytes that continue a stream. Copies of bytes
-// already received are dropped, and a gap asks the agent to send again.
+// already received are dropped, and a gap makes it request a resend.
 func (s *Session) dataLocked(m *Data) {
 	if m.Stream != Stdout && m.Stream != Stderr || s.finished {
 		return

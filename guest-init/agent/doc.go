@@ -10,8 +10,8 @@
 //
 // Sessions are multiplexed by a host-chosen ID. Output and input bytes are
 // numbered by stream offset and kept by the sender until the receiver
-// acknowledges them, so a new Client that connects to the same Server after
+// acknowledges them. So a new Client that connects to the same Server after
 // a resume can attach to running sessions and continue each stream at a
-// known offset without losing or repeating bytes. docs/guest.md specifies
+// known offset, without losing or repeating bytes. docs/guest.md specifies
 // the wire format and these guarantees.
 package agent

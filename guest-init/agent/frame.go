@@ -30,10 +30,10 @@ const (
 
 	// PreambleSize is the number of zero bytes a Client writes before its
 	// first Hello. Zero bytes between frames are padding that readers skip
-	// without an error. A Server that was in the middle of reading a frame from
-	// the previous host when the VM was captured consumes at most
-	// HeaderSize+MaxBody bytes to finish that frame, finds its CRC wrong and
-	// then skips the remaining zeros while it looks for the next header.
+	// without an error. A Server may have been inside a frame of the
+	// previous host when the VM was captured. It then takes at most
+	// HeaderSize+MaxBody of these bytes to complete that frame, finds its
+	// CRC wrong, and skips the rest of the zeros to the Hello.
 	PreambleSize = HeaderSize + MaxBody
 )
 

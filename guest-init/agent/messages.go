@@ -277,7 +277,8 @@ func (d *decoder) streamPos(field string) StreamPos {
 	return p
 }
 
-// ExitStatus is how a session's process ended.
+// ExitStatus is the end state of a session's process: an exit code or a
+// signal.
 type ExitStatus struct {
 	Code   int // exit code, or 128+Signal when a signal killed the process
 	Signal int // the signal that killed the process, or 0
@@ -303,8 +304,8 @@ func (s ExitStatus) String() string {
 	return fmt.Sprintf("exit code %d", s.Code)
 }
 
-// HelloReply answers Hello. It lists every session the Server keeps, so a
-// new Client learns where each stream is and can Attach.
+// HelloReply is the reply to Hello. It lists every session the Server
+// keeps, so a new Client learns the offsets of each stream and can Attach.
 type HelloReply struct {
 	Version  uint16
 	Nonce    uint64
@@ -345,7 +346,7 @@ func (*Ping) Type() MsgType       { return TypePing }
 func (m *Ping) encode(e *encoder) { e.u64(m.Nonce) }
 func (m *Ping) decode(d *decoder) { m.Nonce = d.u64("nonce") }
 
-// Pong answers Ping.
+// Pong is the reply to Ping.
 type Pong struct {
 	Nonce uint64
 	Info  AgentInfo

@@ -86,8 +86,8 @@ func (m *Data) decode(d *decoder) {
 }
 
 // Ack reports that the receiver has taken every byte of a stream before
-// Offset. With Rewind set it also asks the sender to send again from
-// Offset, because bytes after it were lost.
+// Offset, and the sender may drop them. With Rewind set it only requests
+// the bytes from Offset again, because later ones were lost.
 type Ack struct {
 	Session uint32
 	Stream  Stream
@@ -190,8 +190,8 @@ func (m *Exit) decode(d *decoder) {
 	m.StderrEnd = d.u64("stderr end")
 }
 
-// Attach asks the Server to send a session's output from the given
-// offsets, and its Exit if the process has ended. The Server replies with
+// Attach requests a session's output from the given offsets, and its Exit
+// if the process has ended. The Server replies with
 // Status first. Offsets below a stream's Start are an error, because those
 // bytes are gone.
 type Attach struct {
@@ -219,7 +219,7 @@ func (*Status) Type() MsgType       { return TypeStatus }
 func (m *Status) encode(e *encoder) { m.Info.encode(e) }
 func (m *Status) decode(d *decoder) { m.Info.decode(d) }
 
-// Release tells the Server to forget an exited session and its buffers.
+// Release makes the Server forget an exited session and its buffers.
 type Release struct{ Session uint32 }
 
 func (*Release) Type() MsgType       { return TypeRelease }
@@ -259,7 +259,7 @@ func (m *Error) decode(d *decoder) {
 	m.Message = d.str("message", MaxTextLen)
 }
 
-// Poweroff asks the guest to sync its disks and power off. The Server
+// Poweroff requests that the guest syncs its disks and powers off. The Server
 // replies with Pong before it hands over to its power-off hook.
 type Poweroff struct{ Nonce uint64 }
 
@@ -300,7 +300,7 @@ func (m *SetIdentity) decode(d *decoder) {
 	}
 }
 
-// IdentityDone answers SetIdentity. Error is empty on success.
+// IdentityDone is the reply to SetIdentity. Error is empty on success.
 type IdentityDone struct {
 	Generation string
 	Error      string

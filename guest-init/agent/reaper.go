@@ -42,7 +42,8 @@ func NewReaper(all bool, orphan func(pid int, ws unix.WaitStatus)) *Reaper {
 
 // Start starts cmd and registers its PID. The returned channel receives
 // the wait status once. cmd's Stdin, Stdout and Stderr must be nil or
-// *os.File, because nobody calls cmd.Wait to finish copying goroutines.
+// *os.File, because cmd.Wait never runs and so would not copy between
+// other readers or writers and the process.
 func (r *Reaper) Start(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
 	for _, f := range []any{cmd.Stdin, cmd.Stdout, cmd.Stderr} {
 		switch f.(type) {

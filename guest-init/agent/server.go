@@ -54,7 +54,7 @@ type Server struct {
 	sessions map[uint32]*session
 	fw       *FrameWriter // current connection, nil between connections
 	conn     uint64       // incremented for each new connection
-	ready    bool         // a Hello has been answered on the current connection
+	ready    bool         // a valid Hello arrived on the current connection
 	ctrl     []any        // Message or func() to run after the preceding messages are written
 
 	identityBusy bool

@@ -91,6 +91,7 @@ func (s *Server) stdinDataLocked(m *Data) {
 	if ss == nil {
 		return
 	}
+
 	end := m.Offset + uint64(len(m.Data))
 	if end <= ss.stdinRecv {
 		return // a copy of bytes already received
@@ -107,6 +108,7 @@ func (s *Server) stdinDataLocked(m *Data) {
 		}
 		return
 	}
+
 	data := m.Data[ss.stdinRecv-m.Offset:]
 	if len(ss.stdinQueue)+len(data) > 2*Window {
 		s.replyLocked(&Error{Session: m.Session, Code: CodeProtocol, Message: fmt.Sprintf(
@@ -119,8 +121,8 @@ func (s *Server) stdinDataLocked(m *Data) {
 	wake(ss.stdinWake)
 }
 
-// resyncStdin asks the Client to send stdin again from what arrived, after
-// corrupt input may have swallowed Data messages.
+// resyncStdin sends a stdin Rewind for every open stdin, from the offset
+// received, because corrupt input may have swallowed Data messages.
 func (s *Server) resyncStdin() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

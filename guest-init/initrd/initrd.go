@@ -6,7 +6,7 @@
 // `go run ./guest-init/cmd/mkinitrd -o guest-init/initrd/assets/init.cpio`
 // (or `go generate ./guest-init/initrd`) produces and which is not
 // committed. Without it the package still builds, and Archive returns an
-// error that says how to build it.
+// error that names the command to build it.
 package initrd
 
 //go:generate go run ../cmd/mkinitrd -o assets/init.cpio
@@ -40,9 +40,10 @@ func Archive() ([]byte, error) {
 }
 
 // Build returns a newc archive with initBinary as /init and the skeleton
-// the init expects: /dev with console and null nodes (the kernel opens
-// /dev/console for the init's stdio before any devtmpfs exists), mount
-// points for proc, sys, run, tmp and the root disk, and /etc/spore/hooks.d.
+// the init expects. It contains /dev with console and null nodes, because
+// the kernel opens /dev/console for the init's stdio before any devtmpfs
+// exists. It also contains mount points for proc, sys, run, tmp and the
+// root disk (sysroot), and /etc/spore/hooks.d.
 func Build(initBinary []byte) ([]byte, error) {
 	if len(initBinary) < 4 || !bytes.Equal(initBinary[:4], []byte("\x7fELF")) {
 		return nil, fmt.Errorf("init binary is not an ELF file (%d bytes); build it with CGO_ENABLED=0 GOOS=linux", len(initBinary))

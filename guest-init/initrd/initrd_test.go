@@ -99,7 +99,7 @@ func TestWriteNewcRejectsBadNames(t *testing.T) {
 func TestArchive(t *testing.T) {
 	b, err := Archive()
 	if _, statErr := os.Stat(AssetName); statErr != nil {
-		// A tree where mkinitrd has not run: the error says how to fix it.
+		// In a tree where mkinitrd has not run, the error names the fix.
 		if !errors.Is(err, ErrNotBuilt) || !strings.Contains(err.Error(), "build it with make") {
 			t.Errorf("Archive() = %v, expected ErrNotBuilt with the fix", err)
 		}
