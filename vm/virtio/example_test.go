@@ -8,7 +8,7 @@ import (
 	"github.com/spore-vm/spore/vm/virtio"
 )
 
-// irqLine stands in for the VMM's interrupt wiring, for example
+// irqLine is a placeholder for the VMM's interrupt wiring, for example
 // KVM_IRQ_LINE on a level-triggered SPI of the GIC.
 type irqLine struct{ spi int }
 
