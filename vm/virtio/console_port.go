@@ -65,8 +65,8 @@ func (p *Port) HostOpen() bool {
 	return !p.hostClosed
 }
 
-// SetHostOpen tells the guest whether the host side of the port is
-// connected, with a PORT_OPEN control message. While it is disconnected,
+// SetHostOpen sends the guest a PORT_OPEN control message that reports
+// whether the host side of the port is connected. While it is disconnected,
 // Linux returns end-of-file to guest reads once they have drained the
 // delivered data, and blocks guest writes. The host's Read and Write keep
 // working: bytes written are delivered as usual.

@@ -468,7 +468,7 @@ func TestConsoleResetWhileHostWrites(t *testing.T) {
 func TestConsoleHostOpenState(t *testing.T) {
 	g := newConsoleGuest(t, ^uint64(0))
 	agent := g.dev.Port(1)
-	agent.SetHostOpen(false) // before the handshake: PORT_READY answers closed
+	agent.SetHostOpen(false) // before the handshake, so PORT_READY gets PORT_OPEN(1, 0)
 	msgs := g.bringUp()
 	if last := msgs[len(msgs)-1]; last != (ctrlMsg{id: 1, event: consolePortOpen, value: 0}) {
 		t.Errorf("last control message = %+v, want PORT_OPEN(1, 0)", last)
