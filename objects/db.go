@@ -324,3 +324,11 @@ func (badgerLogger) Errorf(f string, a ...any)   { slog.Error("badger: " + fmt.S
 func (badgerLogger) Warningf(f string, a ...any) { slog.Warn("badger: " + fmt.Sprintf(f, a...)) }
 func (badgerLogger) Infof(f string, a ...any)    { slog.Debug("badger: " + fmt.Sprintf(f, a...)) }
 func (badgerLogger) Debugf(string, ...any)       {}
+
+// Sync writes the database's buffered writes to disk.
+func (d *DB) Sync() error {
+	if err := d.db.Sync(); err != nil {
+		return fmt.Errorf("sync store %s: %w", d.dir, d.wrapErr(err))
+	}
+	return nil
+}

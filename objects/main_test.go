@@ -25,7 +25,11 @@ func TestMain(m *testing.M) {
 	case "worker":
 		os.Exit(runWorker(os.Args))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if benchImageDir != "" {
+		os.RemoveAll(benchImageDir)
+	}
+	os.Exit(code)
 }
 
 // serverCommand returns a ServerCommand that runs this test binary as a

@@ -59,3 +59,45 @@ func Links(kind Kind, payload []byte) ([]Link, error) {
 	}
 	return nil, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, byte(kind))
 }
+
+// Closure calls fn once for every object that roots reach, roots included,
+// parents before children. It reads trees and commits to find their links
+// but not chunks, so it is cheap for large indexes. Transport uses it to
+// enumerate what a commit needs.
+func (s *Store) Closure(roots []ID, fn func(Link) error) error {
+	seen := make(map[ID]bool)
+	stack := make([]Link, 0, len(roots))
+	for i := len(roots) - 1; i >= 0; i-- {
+		stack = append(stack, Link{ID: roots[i]})
+	}
+	for len(stack) > 0 {
+		l := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[l.ID] {
+			continue
+		}
+		seen[l.ID] = true
+		if l.Kind == KindChunk {
+			if err := fn(l); err != nil {
+				return err
+			}
+			continue
+		}
+		kind, payload, err := s.Get(l.ID)
+		if err != nil {
+			return err
+		}
+		l.Kind = kind
+		if err := fn(l); err != nil {
+			return err
+		}
+		links, err := Links(kind, payload)
+		if err != nil {
+			return fmt.Errorf("object %s: %w", l.ID, err)
+		}
+		for i := len(links) - 1; i >= 0; i-- {
+			stack = append(stack, links[i])
+		}
+	}
+	return nil
+}
