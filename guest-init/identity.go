@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spore-vm/spore/guest-init/agent"
@@ -28,9 +30,10 @@ type Identity struct {
 	SetClock    func(t time.Time) error // default SetClock
 	SetHostname func(name string) error // default SetHostname
 
-	// Run runs a hook and returns its exit error. Nil uses exec.Cmd.Run;
-	// PID 1 passes a function that waits through its Reaper.
-	Run func(cmd *exec.Cmd) error
+	// Start starts a hook and returns a function that waits for it and
+	// returns its exit error. Nil uses exec.Cmd.Start and Wait. PID 1
+	// passes Reaper.StartWait, because its Reaper collects every child.
+	Start func(cmd *exec.Cmd) (wait func() error, err error)
 
 	// Log receives one line per step. Nil discards.
 	Log func(format string, args ...any)
@@ -154,23 +157,40 @@ func (id *Identity) runHooks(ctx context.Context, m *agent.SetIdentity, logf fun
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	run := id.Run
-	if run == nil {
-		run = func(cmd *exec.Cmd) error { return cmd.Run() }
+	startHook := id.Start
+	if startHook == nil {
+		startHook = func(cmd *exec.Cmd) (func() error, error) { return cmd.Wait, cmd.Start() }
 	}
 	env := append([]string{"PATH=" + agent.DefaultPath, "SPORE_GENERATION=" + m.Generation,
 		"SPORE_RUN_DIR=" + id.RunDir}, m.Env...)
 	for _, h := range hooks {
-		hctx, cancel := context.WithTimeout(ctx, timeout)
-		cmd := exec.CommandContext(hctx, h)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("hook %s not run: %w", h, err)
+		}
+		cmd := exec.Command(h)
 		cmd.Env = env
 		cmd.Dir = "/"
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+
+		// A hook that runs too long is killed with its process group. The
+		// timer is not exec.CommandContext, because under PID 1 the
+		// Reaper, not cmd.Wait, collects the process.
 		start := time.Now()
-		err := run(cmd)
-		cancel()
-		if hctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("hook %s timed out after %v", h, timeout)
+		wait, err := startHook(cmd)
+		if err != nil {
+			return fmt.Errorf("hook %s: start: %w", h, err)
+		}
+		pgid := cmd.Process.Pid
+		var timedOut atomic.Bool
+		timer := time.AfterFunc(timeout, func() {
+			timedOut.Store(true)
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		})
+		err = wait()
+		timer.Stop()
+		if timedOut.Load() {
+			return fmt.Errorf("hook %s timed out after %v and was killed", h, timeout)
 		}
 		if err != nil {
 			return fmt.Errorf("hook %s failed: %w", h, err)

@@ -94,11 +94,6 @@ func Dial(ctx context.Context, r io.Reader, w io.Writer, opts ClientOptions) (*C
 	}
 	c.cond = sync.NewCond(&c.mu)
 
-	if !opts.SkipPreamble {
-		if _, err := w.Write(make([]byte, PreambleSize)); err != nil {
-			return nil, fmt.Errorf("agent: write preamble: %w", err)
-		}
-	}
 	interval := opts.HelloInterval
 	if interval == 0 {
 		interval = 500 * time.Millisecond
@@ -107,7 +102,7 @@ func Dial(ctx context.Context, r io.Reader, w io.Writer, opts ClientOptions) (*C
 	helloc := make(chan *HelloReply, 1)
 	errc := make(chan error, 1)
 	go c.readLoop(helloc, errc)
-	go c.writeLoop()
+	go c.writeLoop(!opts.SkipPreamble)
 
 	nonce := rand.Uint64()
 	hello := &Hello{MinVersion: MinProtocolVersion, MaxVersion: ProtocolVersion, Nonce: nonce}
@@ -125,12 +120,12 @@ func Dial(ctx context.Context, r io.Reader, w io.Writer, opts ClientOptions) (*C
 			c.mu.Unlock()
 			return c, nil
 		case err := <-errc:
-			c.Close()
+			c.shutdown()
 			return nil, fmt.Errorf("agent: handshake: %w", err)
 		case <-tick.C:
 			c.send(hello)
 		case <-ctx.Done():
-			c.Close()
+			c.shutdown()
 			return nil, fmt.Errorf("agent: handshake: no HelloReply from the guest agent: %w", ctx.Err())
 		}
 	}
@@ -158,7 +153,11 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 	}
 	c.mu.Unlock()
+	return c.shutdown()
+}
 
+// shutdown stops the Client without waiting for queued messages.
+func (c *Client) shutdown() error {
 	c.stop(ErrClosed)
 	for _, cl := range c.rwc {
 		cl.Close()
@@ -206,7 +205,16 @@ func (c *Client) sendLocked(m Message) {
 	c.cond.Broadcast()
 }
 
-func (c *Client) writeLoop() {
+// writeLoop writes the preamble, when requested, and then the queued
+// messages in order. It runs on its own goroutine, so a guest that does not
+// read yet cannot block Dial past its context.
+func (c *Client) writeLoop(preamble bool) {
+	if preamble {
+		if _, err := c.fw.w.Write(make([]byte, PreambleSize)); err != nil {
+			c.stop(fmt.Errorf("%w: write preamble: %v", ErrClosed, err))
+			return
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -249,5 +250,21 @@ func TestManySessionsInParallel(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestDialTimesOutOnSilentGuest dials a stream nobody reads, as before the
+// guest has booted: Dial must return when its context ends.
+func TestDialTimesOutOnSilentGuest(t *testing.T) {
+	p := newPipePair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Dial(ctx, p.hostR, p.hostW, ClientOptions{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial = %v, expected a deadline error", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Dial returned after %v, expected about 300ms", d)
 	}
 }

@@ -118,13 +118,27 @@ func exitStatus(ws unix.WaitStatus) ExitStatus {
 // Run starts cmd through the Reaper and waits for it, like exec.Cmd.Run.
 // It returns an error for a non-zero exit or a signal death.
 func (r *Reaper) Run(cmd *exec.Cmd) error {
-	done, err := r.Start(cmd)
+	wait, err := r.StartWait(cmd)
 	if err != nil {
 		return err
 	}
-	ws := <-done
-	if st := exitStatus(ws); st.Code != 0 {
-		return fmt.Errorf("%s: %s", cmd.Path, st)
+	return wait()
+}
+
+// StartWait starts cmd like Start and returns a function that waits for
+// it, like exec.Cmd.Wait. The wait function returns an error for a
+// non-zero exit or a signal death, and must be called once.
+func (r *Reaper) StartWait(cmd *exec.Cmd) (wait func() error, err error) {
+	done, err := r.Start(cmd)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return func() error {
+		ws := <-done
+		cmd.Process.Release()
+		if st := exitStatus(ws); st.Code != 0 {
+			return fmt.Errorf("%s: %s", cmd.Path, st)
+		}
+		return nil
+	}, nil
 }

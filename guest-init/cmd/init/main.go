@@ -167,7 +167,7 @@ func serveAgent(logger *log.Logger, reaper *agent.Reaper, cfg guestinit.Config) 
 	identity := &guestinit.Identity{
 		RunDir:  runDir,
 		HookDir: hookDir,
-		Run:     reaper.Run,
+		Start:   reaper.StartWait,
 		Log:     logger.Printf,
 	}
 	srv := agent.NewServer(agent.ServerConfig{
