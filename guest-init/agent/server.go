@@ -135,7 +135,6 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 		}
 		m, err := Decode(f)
 		if err != nil {
-			s.log.Printf("agent: rejecting message: %v", err)
 			s.reply(&Error{Code: CodeProtocol, Message: err.Error()})
 			continue
 		}
@@ -160,6 +159,9 @@ func (s *Server) reply(m Message) {
 }
 
 func (s *Server) replyLocked(m any) {
+	if e, ok := m.(*Error); ok {
+		s.log.Printf("agent: session %d: rejected request: %s", e.Session, e.Message)
+	}
 	s.ctrl = append(s.ctrl, m)
 	s.cond.Broadcast()
 }

@@ -96,9 +96,17 @@ func (s *Server) stdinDataLocked(m *Data) {
 	if end <= ss.stdinRecv {
 		return // a copy of bytes already received
 	}
-	if ss.stdin == nil || ss.stdinClosed || ss.stdinEnd >= 0 && end > uint64(ss.stdinEnd) {
+	if ss.stdin == nil {
 		s.replyLocked(&Error{Session: m.Session, Code: CodeBadRequest,
-			Message: "data: the session's stdin is closed or was not requested (Exec.Stdin)"})
+			Message: "data: the session has no stdin; set Exec.Stdin to forward input"})
+		return
+	}
+	if ss.stdinClosed {
+		return // the process exited or closed its input; the bytes have nowhere to go
+	}
+	if ss.stdinEnd >= 0 && end > uint64(ss.stdinEnd) {
+		s.replyLocked(&Error{Session: m.Session, Code: CodeBadRequest, Message: fmt.Sprintf(
+			"data: stdin bytes up to offset %d arrived after CloseStdin at offset %d", end, ss.stdinEnd)})
 		return
 	}
 	if m.Offset > ss.stdinRecv {
