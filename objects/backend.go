@@ -140,7 +140,10 @@ func (e *RefConflictError) Error() string {
 type GCOptions struct {
 	// Grace keeps objects that a client wrote or found present within this
 	// duration before the collection, with everything they reach, because
-	// a writer may be about to point a ref at them. Zero means DefaultGCGrace.
+	// a writer may be about to point a ref at them. Zero means
+	// DefaultGCGrace. The server remembers these touches in memory: they
+	// are lost when it restarts, and beyond a million of them those older
+	// than DefaultGCGrace are forgotten.
 	Grace time.Duration
 	// DryRun counts what would be deleted and deletes nothing.
 	DryRun bool

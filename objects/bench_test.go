@@ -233,13 +233,14 @@ func BenchmarkReimport1Percent(b *testing.B) {
 	b.ReportMetric(float64(reStats.ChunksWritten), "reimport_chunks_written")
 }
 
-// BenchmarkSharedTreeCommits writes 1000 commits that share one tree, each
-// with its own ref update, as a fork of 1000 children does.
+// BenchmarkSharedTreeCommits writes 1000 commits that share one tree, as
+// a fork of 1000 children does: each with its own synced ref update, or
+// ("batch") with all refs in one atomic update.
 func BenchmarkSharedTreeCommits(b *testing.B) {
-	for _, mode := range []string{"inprocess", "socket"} {
+	for _, mode := range []string{"inprocess", "socket", "socket-batch"} {
 		b.Run(mode, func(b *testing.B) {
 			dir := benchStoreDir(b)
-			s := openBenchStore(b, dir, mode == "socket")
+			s := openBenchStore(b, dir, mode != "inprocess")
 			img := vmImage(64<<20, 4)
 			memory, _, err := s.ImportImage(bytes.NewReader(img), int64(len(img)), IndexOptions{})
 			if err != nil {
@@ -260,15 +261,23 @@ func BenchmarkSharedTreeCommits(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				before := dirSize(b, dir)
 				start := time.Now()
+				var batch []RefUpdate
 				for k := 0; k < commits; k++ {
 					id, err := s.PutCommit(&Commit{Tree: treeID, Parents: []ID{base}, Generation: fmt.Sprintf("%d-%d", i, k), Time: time.Now(), Message: "fork child"})
 					if err != nil {
 						b.Fatal(err)
 					}
 					u := RefUpdate{Name: fmt.Sprintf("refs/forks/base/%d-%d", i, k), Expect: ExpectAbsent, New: RefValue{ID: id}, Reason: "fork"}
+					if mode == "socket-batch" {
+						batch = append(batch, u)
+						continue
+					}
 					if err := s.Backend().UpdateRefs([]RefUpdate{u}); err != nil {
 						b.Fatal(err)
 					}
+				}
+				if err := s.Backend().UpdateRefs(batch); err != nil {
+					b.Fatal(err)
 				}
 				total += time.Since(start)
 				s.sync(b)

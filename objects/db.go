@@ -171,6 +171,10 @@ func (d *DB) Has(ids []ID) ([]bool, error) {
 	return out, nil
 }
 
+// maxTouched bounds the touched map: beyond it, touches older than
+// DefaultGCGrace are forgotten.
+const maxTouched = 1 << 20
+
 // touch records ids as recently used by a writer.
 func (d *DB) touch(ids []ID) {
 	if len(ids) == 0 {
@@ -178,10 +182,18 @@ func (d *DB) touch(ids []ID) {
 	}
 	now := time.Now()
 	d.touchMu.Lock()
+	defer d.touchMu.Unlock()
 	for _, id := range ids {
 		d.touched[id] = now
 	}
-	d.touchMu.Unlock()
+	if len(d.touched) > maxTouched {
+		cutoff := now.Add(-DefaultGCGrace)
+		for id, t := range d.touched {
+			if t.Before(cutoff) {
+				delete(d.touched, id)
+			}
+		}
+	}
 }
 
 // Put stores the objects that are not stored yet.

@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -174,26 +175,25 @@ func (d *DB) markFrom(txn *badger.Txn, roots []Link, marked map[ID]struct{}, sta
 		if err != nil {
 			return fmt.Errorf("gc: read object %s: %w", l.ID, d.wrapErr(err))
 		}
-		if len(item.KeyCopy(nil)) > 0 && item.ValueSize() >= 2 {
-			var kindByte byte
-			var payload []byte
-			err := item.Value(func(v []byte) error {
-				kind, p, derr := decodeStored(l.ID, v)
-				kindByte, payload = byte(kind), p
-				if derr == nil && kind != KindChunk {
-					payload = append([]byte(nil), p...)
-				}
-				return derr
-			})
-			if err != nil || Kind(kindByte) == KindChunk {
-				continue
+		var kind Kind
+		var payload []byte
+		err = item.Value(func(v []byte) error {
+			k, p, derr := decodeStored(l.ID, v)
+			if derr == nil && k != KindChunk {
+				kind, payload = k, bytes.Clone(p)
 			}
-			links, err := Links(Kind(kindByte), payload)
-			if err != nil {
-				continue
-			}
-			stack = append(stack, links...)
+			return derr
+		})
+		if err != nil || payload == nil {
+			// Corrupt objects and chunks reached through a named tree
+			// have no links to follow.
+			continue
 		}
+		links, err := Links(kind, payload)
+		if err != nil {
+			continue
+		}
+		stack = append(stack, links...)
 	}
 	return nil
 }

@@ -66,13 +66,19 @@ func (s *Store) Has(id ID) (bool, error) {
 	return have[0], nil
 }
 
-// Put stores an object and returns its ID.
+// Put stores an object and returns its ID. Trees and commits must decode;
+// PutTree and PutCommit also check that what they name is stored.
 func (s *Store) Put(kind Kind, payload []byte) (ID, error) {
 	if !kind.Valid() {
 		return ZeroID, fmt.Errorf("put object: unknown kind %d", byte(kind))
 	}
 	if len(payload) > MaxObjectSize {
 		return ZeroID, fmt.Errorf("put %s: payload of %d bytes exceeds the maximum of %d", kind, len(payload), MaxObjectSize)
+	}
+	if kind != KindChunk {
+		if _, err := Links(kind, payload); err != nil {
+			return ZeroID, fmt.Errorf("put %s: %w", kind, err)
+		}
 	}
 	id := Hash(kind, payload)
 	return id, s.backend.Put([]StoredObject{{ID: id, Value: encodeStored(kind, payload)}})

@@ -1,0 +1,134 @@
+package objects
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestGCDeletesUnreachableKeepsReachable(t *testing.T) {
+	s, _ := openTestDB(t)
+	db := s.Backend().(*DB)
+	img := vmImage(1<<20, 31)
+	root, _, err := s.ImportImage(bytes.NewReader(img), int64(len(img)), IndexOptions{ChunkSize: 16 << 10, Fanout: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, _ := NewTree([]TreeEntry{{Name: "memory", Kind: KindTree, ID: root}})
+	treeID, _ := s.PutTree(tree)
+	commit, _ := s.PutCommit(&Commit{Tree: treeID})
+	if err := db.UpdateRefs([]RefUpdate{{Name: "refs/heads/main", Expect: ExpectAbsent, New: RefValue{ID: commit}}}); err != nil {
+		t.Fatal(err)
+	}
+	garbage, _ := s.Put(KindChunk, []byte("garbage"))
+	// A reflog entry keeps an object alive after its ref moved on.
+	old, _ := s.Put(KindChunk, []byte("old tag target"))
+	if err := db.UpdateRefs([]RefUpdate{{Name: "refs/tags/t", Expect: ExpectAbsent, New: RefValue{ID: old}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpdateRefs([]RefUpdate{{Name: "refs/tags/t", Expect: ExpectValue, Old: RefValue{ID: old}, New: RefValue{ID: commit}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	stats, err := db.GC(GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Deleted != 0 {
+		t.Fatalf("GC within the grace period deleted %d objects", stats.Deleted)
+	}
+	stats, err = db.GC(GCOptions{Grace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Deleted != 1 {
+		t.Fatalf("GC deleted %d objects, want only the garbage chunk", stats.Deleted)
+	}
+	if _, _, err := s.Get(garbage); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("garbage after GC: %v", err)
+	}
+	if _, _, err := s.Get(old); err != nil {
+		t.Fatalf("object named by a reflog entry was deleted: %v", err)
+	}
+	report, err := s.Fsck(map[string]ID{"main": commit})
+	if err != nil || len(report.Problems) != 0 {
+		t.Fatalf("fsck after GC: %v %+v", err, report)
+	}
+}
+
+// TestGCWithConcurrentWriters runs collections while writers store new
+// objects and only then move their refs, and checks that no ref ever names
+// an incomplete commit.
+func TestGCWithConcurrentWriters(t *testing.T) {
+	s, _ := openTestDB(t)
+	db := s.Backend().(*DB)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("refs/heads/w%d", w)
+			var cur ID
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				img := vmImage(256<<10, uint64(w*100000+i))
+				root, _, err := s.ImportImage(bytes.NewReader(img), int64(len(img)), IndexOptions{ChunkSize: 16 << 10, Fanout: 4})
+				if err != nil {
+					errs <- err
+					return
+				}
+				tree, _ := NewTree([]TreeEntry{{Name: "memory", Kind: KindTree, ID: root}})
+				treeID, err := s.PutTree(tree)
+				if err != nil {
+					errs <- err
+					return
+				}
+				time.Sleep(2 * time.Millisecond) // a writer between objects and ref
+				commit, err := s.PutCommit(&Commit{Tree: treeID, Message: fmt.Sprint(i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				u := RefUpdate{Name: name, Expect: ExpectAbsent, New: RefValue{ID: commit}}
+				if !cur.IsZero() {
+					u.Expect, u.Old = ExpectValue, RefValue{ID: cur}
+				}
+				if err := db.UpdateRefs([]RefUpdate{u}); err != nil {
+					errs <- err
+					return
+				}
+				cur = commit
+			}
+		}()
+	}
+	for i := 0; i < 15; i++ {
+		if _, err := db.GC(GCOptions{Grace: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	refs, _ := db.ListRefs("")
+	roots := map[string]ID{}
+	for _, r := range refs {
+		roots[r.Name] = r.Value.ID
+	}
+	report, err := s.Fsck(roots)
+	if err != nil || len(report.Problems) != 0 {
+		t.Fatalf("fsck after concurrent GC: %v %+v", err, report)
+	}
+}
