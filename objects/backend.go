@@ -56,7 +56,7 @@ var (
 	ErrClosed = errors.New("store is closed")
 )
 
-// RefValue is what a ref points to: an object ID, or another ref's name for
+// RefValue is the target of a ref: an object ID, or another ref's name for
 // a symbolic ref such as HEAD. Exactly one of the fields is set.
 type RefValue struct {
 	ID       ID     `json:"id,omitempty"`
@@ -71,7 +71,7 @@ func (v RefValue) String() string {
 	return v.ID.String()
 }
 
-// Expect says what an update requires of a ref's current value.
+// Expect is the condition an update puts on a ref's current value.
 type Expect byte
 
 const (
@@ -154,9 +154,11 @@ const DefaultGCGrace = time.Hour
 
 // GCStats reports what a collection did.
 type GCStats struct {
+	// Roots counts refs and reflog entries; Reachable the objects they
+	// reach; KeptRecent the further objects kept for the grace period.
 	Roots          int   `json:"roots"`
 	Reachable      int   `json:"reachable"`
-	Kept           int   `json:"kept_recent"`
+	KeptRecent     int   `json:"kept_recent"`
 	Deleted        int   `json:"deleted"`
 	DeletedBytes   int64 `json:"deleted_bytes"`
 	MissingReached int   `json:"missing_reached"`

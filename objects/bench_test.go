@@ -3,7 +3,7 @@ package objects
 import (
 	"bytes"
 	"fmt"
-		"math/rand/v2"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,8 +163,8 @@ func BenchmarkImport(b *testing.B) {
 }
 
 // BenchmarkReimport1Percent changes 1% of the image's chunks and stores
-// the result twice: with UpdateIndex (the capture path, which knows the
-// dirty chunks) and with a full ImportImage that hashes everything.
+// the result twice: with UpdateIndex (the capture path, which has the
+// list of dirty chunks) and with a full ImportImage that hashes everything.
 func BenchmarkReimport1Percent(b *testing.B) {
 	img := benchImage(b)
 	data, err := os.ReadFile(img)
@@ -341,7 +341,7 @@ func BenchmarkCodec(b *testing.B) {
 		compress   func([]byte) []byte
 		decompress func([]byte) ([]byte, error)
 	}{
-		"s2": {func(c []byte) []byte { return s2.Encode(nil, c) }, func(c []byte) ([]byte, error) { return s2.Decode(nil, c) }},
+		"s2":           {func(c []byte) []byte { return s2.Encode(nil, c) }, func(c []byte) ([]byte, error) { return s2.Decode(nil, c) }},
 		"zstd-fastest": {func(c []byte) []byte { return enc.EncodeAll(c, nil) }, func(c []byte) ([]byte, error) { return dec.DecodeAll(c, nil) }},
 	}
 	for _, name := range []string{"s2", "zstd-fastest"} {
@@ -406,4 +406,3 @@ func BenchmarkChunkSize(b *testing.B) {
 		})
 	}
 }
-

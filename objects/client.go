@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -141,6 +142,7 @@ func (cl *Client) callRetry(req *request) (*response, bool, error) {
 			return nil, attempt > 0, err
 		}
 		cl.dropIdle()
+		slog.Info("store server connection lost, reconnecting", "socket", cl.sock, "err", err)
 		if rerr := cl.reconnect(); rerr != nil {
 			return nil, true, fmt.Errorf("%w; reconnecting failed: %v", err, rerr)
 		}
@@ -166,7 +168,7 @@ func (cl *Client) Has(ids []ID) ([]bool, error) {
 		return nil, err
 	}
 	if len(resp.bools) != len(ids) {
-		return nil, fmt.Errorf("%w: server answered %d of %d lookups", ErrProtocol, len(resp.bools), len(ids))
+		return nil, fmt.Errorf("%w: server returned %d results for %d lookups", ErrProtocol, len(resp.bools), len(ids))
 	}
 	return resp.bools, nil
 }

@@ -13,8 +13,8 @@ import (
 )
 
 // TestKill9DuringImportAndRefUpdate kills a process that imports images
-// and moves a ref, at 50 random points, and checks after each kill that
-// the store opens, every object the refs reach is intact, and the ref is
+// and moves a ref, at 50 random points. After each kill the store must
+// open, every object the refs reach must be intact, and the ref must hold
 // either the value before the interrupted update or the new one.
 func TestKill9DuringImportAndRefUpdate(t *testing.T) {
 	dir := t.TempDir()

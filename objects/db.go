@@ -27,9 +27,9 @@ const (
 // DBOptions configures a badger-backed store.
 type DBOptions struct {
 	// MinFreeBytes is the free disk space that a write must leave on the
-	// store's file system; a write that would go below it fails with
+	// store's file system. A write that would go below it fails with
 	// ErrDiskFull before anything is written. Zero means
-	// DefaultMinFreeBytes; a negative value disables the check.
+	// DefaultMinFreeBytes, and a negative value disables the check.
 	MinFreeBytes int64
 	// NoSyncRefs skips the fsync after ref updates. Objects and refs then
 	// survive a crash of the process but not of the machine.

@@ -56,7 +56,7 @@ func (d *DB) GC(opts GCOptions) (GCStats, error) {
 		return stats, err
 	}
 	stats.Reachable = before
-	stats.Kept = len(marked) - before
+	stats.KeptRecent = len(marked) - before
 
 	var doomed []ID
 	it := snap.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{prefixObject}})
@@ -111,7 +111,8 @@ func (d *DB) reclaimValueLog() {
 	}
 }
 
-// recentlyTouched returns the IDs touched within grace and forgets older ones.
+// recentlyTouched returns the IDs touched within grace and drops older ones
+// from the touched map.
 func (d *DB) recentlyTouched(grace time.Duration) []Link {
 	cutoff := time.Now().Add(-grace)
 	d.touchMu.Lock()

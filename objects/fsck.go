@@ -58,7 +58,7 @@ func (s *Store) Fsck(roots map[string]ID) (*FsckReport, error) {
 		}
 		kind, payload, err := s.Get(l.ID)
 		if err == nil && l.Kind != 0 && kind != l.Kind {
-			err = fmt.Errorf("%w: object %s is a %s, its parent says %s", ErrCorrupt, l.ID, kind, l.Kind)
+			err = fmt.Errorf("%w: object %s is a %s, but its parent lists it as a %s", ErrCorrupt, l.ID, kind, l.Kind)
 		}
 		var children []Link
 		if err == nil {
@@ -113,8 +113,9 @@ func (s *Store) Fsck(roots map[string]ID) (*FsckReport, error) {
 	return report, nil
 }
 
-// isStoreFailure tells failures of the store itself (closed, lost server,
-// I/O) from problems of one object, which wrap ErrNotFound or ErrCorrupt.
+// isStoreFailure reports whether err is a failure of the store itself
+// (closed, lost server, I/O) rather than a problem of one object, which
+// wraps ErrNotFound or ErrCorrupt.
 func isStoreFailure(err error) bool {
 	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt)
 }
@@ -132,7 +133,7 @@ func (s *Store) verifyChunks(chunks []ID, bad map[ID]Problem) error {
 			for id := range work {
 				kind, _, err := s.Get(id)
 				if err == nil && kind != KindChunk {
-					err = fmt.Errorf("%w: object %s is a %s, its parent says chunk", ErrCorrupt, id, kind)
+					err = fmt.Errorf("%w: object %s is a %s, but its parent lists it as a chunk", ErrCorrupt, id, kind)
 				}
 				if err == nil {
 					continue

@@ -45,7 +45,7 @@ func (o IndexOptions) withDefaults() (IndexOptions, error) {
 const chunksPerRead = 64
 
 // ImportImage stores an image of size bytes read from r as a chunk index
-// and returns the index root. All-zero chunks become holes; chunks and
+// and returns the index root. All-zero chunks become holes. Chunks and
 // index nodes that are stored already are not written again, so importing
 // an image whose parent is stored writes only the changed chunks and the
 // index nodes above them. Hashing and compression run on opts.Workers

@@ -163,7 +163,7 @@ func TestClientReconnectsAfterServerExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Drop the pooled connections so the server sees no client, then wait
+	// Drop the pooled connections so the server has no client, then wait
 	// past its idle timeout of 500 ms for it to exit.
 	s.Backend().(*Client).dropIdle()
 	deadline := time.Now().Add(10 * time.Second)

@@ -181,7 +181,7 @@ func (o *opener) openDBWaiting(deadline time.Time) (*DB, error) {
 			return db, err
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w and does not answer on %s; gave up after %v. Stop that process or wait for it to finish", locked, o.sock, o.opts.WaitTimeout)
+			return nil, fmt.Errorf("%w, which does not serve it on %s; gave up after %v. Stop that process or wait for it to finish", locked, o.sock, o.opts.WaitTimeout)
 		}
 		if !logged {
 			o.opts.Logf("waiting for store %s: it is in use by %s", o.dir, holderName(locked.Holder))
@@ -251,7 +251,7 @@ func readSpawnHolder(path string) string {
 const serverLogName = "server.log"
 
 // spawnServer starts ServerCommand in its own session and waits until it
-// answers on the socket.
+// accepts connections on the socket.
 func (o *opener) spawnServer(deadline time.Time) error {
 	logPath := filepath.Join(o.dir, serverLogName)
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -283,7 +283,7 @@ func (o *opener) spawnServer(deadline time.Time) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("store server (process %d) did not answer on %s within %v: %s", cmd.Process.Pid, o.sock, o.opts.WaitTimeout, logTail(logPath, logStart))
+			return fmt.Errorf("store server (process %d) did not accept connections on %s within %v: %s", cmd.Process.Pid, o.sock, o.opts.WaitTimeout, logTail(logPath, logStart))
 		}
 	}
 }

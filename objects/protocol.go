@@ -10,8 +10,8 @@ import (
 
 // The store protocol runs over a unix socket. Every message is a frame: a
 // 4-byte big-endian length of the rest, an op byte and a payload. A client
-// starts with a hello frame carrying protocolMagic and protocolVersion; the
-// server answers with its version or an error. After that the client sends
+// starts with a hello frame carrying protocolMagic and protocolVersion, and
+// the server responds with its version or an error. After that the client sends
 // one request frame and reads one response frame at a time. Payloads use
 // the same uvarint, string and ID fields as object encodings.
 const (
@@ -280,7 +280,7 @@ func encodeResponse(op byte, r *response) []byte {
 			e.bytes(encodeReflogEntry(ent))
 		}
 	case opGC:
-		for _, v := range []int64{int64(r.gc.Roots), int64(r.gc.Reachable), int64(r.gc.Kept), int64(r.gc.Deleted), r.gc.DeletedBytes, int64(r.gc.MissingReached)} {
+		for _, v := range []int64{int64(r.gc.Roots), int64(r.gc.Reachable), int64(r.gc.KeptRecent), int64(r.gc.Deleted), r.gc.DeletedBytes, int64(r.gc.MissingReached)} {
 			e.varint(v)
 		}
 	}
@@ -339,7 +339,7 @@ func decodeResponse(op byte, payload []byte) (*response, error) {
 		for i := range vals {
 			vals[i] = d.varint()
 		}
-		r.gc = GCStats{Roots: int(vals[0]), Reachable: int(vals[1]), Kept: int(vals[2]), Deleted: int(vals[3]), DeletedBytes: vals[4], MissingReached: int(vals[5])}
+		r.gc = GCStats{Roots: int(vals[0]), Reachable: int(vals[1]), KeptRecent: int(vals[2]), Deleted: int(vals[3]), DeletedBytes: vals[4], MissingReached: int(vals[5])}
 	case opPut, opUpdateRefs:
 	default:
 		return nil, fmt.Errorf("%w: response to unknown op %d", ErrProtocol, op)

@@ -88,7 +88,7 @@ func (s *Server) Serve() error {
 	if s.idle > 0 {
 		go s.watchIdle()
 	}
-	slog.Debug("store server started", "store", s.db.dir, "pid", os.Getpid())
+	slog.Info("store server started", "store", s.db.dir, "pid", os.Getpid())
 	var err error
 	for {
 		conn, aerr := s.ln.Accept()
@@ -107,7 +107,7 @@ func (s *Server) Serve() error {
 		go s.serveConn(conn)
 	}
 	s.wg.Wait()
-	slog.Debug("store server stopped", "store", s.db.dir, "pid", os.Getpid())
+	slog.Info("store server stopped", "store", s.db.dir, "pid", os.Getpid())
 	return err
 }
 
@@ -125,7 +125,7 @@ func (s *Server) watchIdle() {
 		idle := len(s.conns) == 0 && time.Since(s.lastActive) >= s.idle
 		s.mu.Unlock()
 		if idle {
-			slog.Debug("store server idle, exiting", "store", s.db.dir, "idle", s.idle)
+			slog.Info("store server idle, exiting", "store", s.db.dir, "idle", s.idle)
 			s.shutdown()
 			return
 		}

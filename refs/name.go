@@ -31,10 +31,10 @@ const MaxNameLen = 1024
 var ErrInvalidName = errors.New("invalid ref name")
 
 // ValidateName checks a full ref name with the rules of git
-// check-ref-format: HEAD, or refs/ followed by slash-separated components
-// that are not empty, do not start with "." or end with ".lock", and no
-// "..", "@{", control characters, space, ~ ^ : ? * [ or backslash; the name
-// must not end with "/" or ".".
+// check-ref-format. A name is HEAD, or refs/ followed by slash-separated
+// components that are not empty and neither start with "." nor end with
+// ".lock". It contains no "..", "@{", control characters, space,
+// ~ ^ : ? * [ or backslash, and does not end with "/" or ".".
 func ValidateName(name string) error {
 	if name == Head {
 		return nil

@@ -100,7 +100,7 @@ func (c *GCCmd) Run(g *Globals) error {
 		verb = "would delete"
 	}
 	fmt.Printf("%s %d objects (%d bytes); kept %d reachable from %d roots and %d recently written\n",
-		verb, stats.Deleted, stats.DeletedBytes, stats.Reachable, stats.Roots, stats.Kept)
+		verb, stats.Deleted, stats.DeletedBytes, stats.Reachable, stats.Roots, stats.KeptRecent)
 	if stats.MissingReached > 0 {
 		fmt.Printf("%d reachable objects are missing; run spore fsck\n", stats.MissingReached)
 	}

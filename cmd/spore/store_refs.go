@@ -21,14 +21,8 @@ func (c *RefsCmd) Run(g *Globals) error {
 	}
 	defer s.Close()
 	list, err := r.List(c.Prefix)
-	if err != nil {
-		return err
-	}
-	if g.JSON {
-		if list == nil {
-			list = []refs.Ref{}
-		}
-		return writeJSON(os.Stdout, list)
+	if err != nil || g.JSON {
+		return listJSON(list, err)
 	}
 	for _, ref := range list {
 		target := ref.Target.String()
@@ -108,19 +102,24 @@ func (c *TagCmd) Run(g *Globals) error {
 // listWith prints refs with a prefix, as RefsCmd.Run does.
 func (c *RefsCmd) listWith(g *Globals, r *refs.Refs) error {
 	list, err := r.List(c.Prefix)
-	if err != nil {
-		return err
-	}
-	if g.JSON {
-		if list == nil {
-			list = []refs.Ref{}
-		}
-		return writeJSON(os.Stdout, list)
+	if err != nil || g.JSON {
+		return listJSON(list, err)
 	}
 	for _, ref := range list {
 		fmt.Printf("%s %s\n", ref.Target, refs.ShortName(ref.Name))
 	}
 	return nil
+}
+
+// listJSON prints refs as a JSON array, or returns err.
+func listJSON(list []refs.Ref, err error) error {
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []refs.Ref{}
+	}
+	return writeJSON(os.Stdout, list)
 }
 
 // report prints v as JSON with --json and text otherwise.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spore-vm/spore/objects"
@@ -17,6 +19,10 @@ type StoreServeCmd struct {
 }
 
 func (c *StoreServeCmd) Run(g *Globals) error {
+	// The server's stderr is STORE/server.log: record starts and stops there.
+	if !g.Debug {
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	}
 	dir, err := g.storeDir()
 	if err != nil {
 		return err
