@@ -70,6 +70,9 @@ func Revision(s *objects.Store, r *Refs, spec string) (objects.ID, string, error
 			return id, id.String(), perr
 		}
 	}
+	if spec == Head {
+		return objects.ZeroID, "", fmt.Errorf("HEAD does not exist: this store has no current commit yet; name a ref or a commit ID: %w", objects.ErrNotFound)
+	}
 	return objects.ZeroID, "", fmt.Errorf("unknown revision %q: it is neither a ref (tried %s) nor the start of a stored object ID: %w",
 		spec, strings.Join(candidates(spec), ", "), objects.ErrNotFound)
 }

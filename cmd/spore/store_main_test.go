@@ -350,3 +350,73 @@ func TestGCDeletesOnlyUnreachable(t *testing.T) {
 		t.Errorf("gc --grace 0s exited %d, want %d", res.code, ExitUsage)
 	}
 }
+
+func TestStoreDirDefaults(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", "/xdg/data")
+	g := &Globals{}
+	if dir, err := g.storeDir(); err != nil || dir != "/xdg/data/spore" {
+		t.Errorf("storeDir with XDG_DATA_HOME = %q, %v", dir, err)
+	}
+	t.Setenv("XDG_DATA_HOME", "")
+	t.Setenv("HOME", "/home/user")
+	if dir, err := g.storeDir(); err != nil || dir != "/home/user/.local/share/spore" {
+		t.Errorf("storeDir without XDG_DATA_HOME = %q, %v", dir, err)
+	}
+	g.Store = "/explicit"
+	if dir, err := g.storeDir(); err != nil || dir != "/explicit" {
+		t.Errorf("storeDir with --store = %q, %v", dir, err)
+	}
+}
+
+func TestStoreFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	ft := makeForkTree(t, dir)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "refs")
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "SPORE_STORE="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ft.warm.String()+" refs/heads/main") {
+		t.Fatalf("spore refs with SPORE_STORE: %v\n%s", err, out)
+	}
+}
+
+// TestConcurrentCommandsOnNewStore starts several commands at once on a
+// store that has no server yet: one starts it, and all of them succeed.
+func TestConcurrentCommandsOnNewStore(t *testing.T) {
+	dir := t.TempDir()
+	makeForkTree(t, dir)
+	// Wait for the server of makeForkTree to exit (idle timeout 2 s), so
+	// that the commands below race to start a new one.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(dir + "/store.sock"); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("store server did not exit after its idle timeout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	const n = 6
+	results := make(chan cliResult, n)
+	for i := 0; i < n; i++ {
+		args := []string{"log", "-n", "1"}
+		if i%2 == 0 {
+			args = []string{"tag", "t" + string(rune('a'+i)), "main"}
+		}
+		go func() { results <- spore(t, dir, args...) }()
+	}
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.code != 0 || strings.Contains(r.stderr, "Cannot acquire") {
+			t.Errorf("concurrent command failed with code %d: %s", r.code, r.stderr)
+		}
+	}
+	out := spore(t, dir, "tag").mustSucceed(t).stdout
+	if strings.Count(out, "\n") != n/2 {
+		t.Errorf("tags after concurrent commands:\n%s", out)
+	}
+}
