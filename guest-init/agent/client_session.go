@@ -422,7 +422,7 @@ func (s *Session) stdinAckLocked(m *Ack) {
 		s.sendStdinLocked()
 		return
 	}
-	s.stdinBuf = append(s.stdinBuf[:0], s.stdinBuf[m.Offset-s.stdinStart:]...)
+	s.stdinBuf = s.stdinBuf[m.Offset-s.stdinStart:]
 	s.stdinStart = m.Offset
 	if s.stdinSent < s.stdinStart {
 		s.stdinSent = s.stdinStart

@@ -17,7 +17,7 @@ type pipePair struct {
 	hostR, hostW   *os.File // the Client's ends
 }
 
-func newPipePair(t *testing.T) *pipePair {
+func newPipePair(t testing.TB) *pipePair {
 	t.Helper()
 	hr, gw, err := os.Pipe()
 	if err != nil {
@@ -38,7 +38,7 @@ func newPipePair(t *testing.T) *pipePair {
 
 // testLogger logs to t until the test ends and drops lines after that,
 // because Server goroutines outlive the test that started them.
-func testLogger(t *testing.T) *log.Logger {
+func testLogger(t testing.TB) *log.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
@@ -50,7 +50,7 @@ func testLogger(t *testing.T) *log.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -65,7 +65,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 // serve runs srv on p in the background and returns a channel with Serve's
 // result.
-func serve(t *testing.T, srv *Server, p *pipePair) <-chan error {
+func serve(t testing.TB, srv *Server, p *pipePair) <-chan error {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(context.Background(), p.guestR, p.guestW) }()
@@ -73,7 +73,7 @@ func serve(t *testing.T, srv *Server, p *pipePair) <-chan error {
 }
 
 // connect starts a Server on a new pipe pair and dials it.
-func connect(t *testing.T, cfg ServerConfig) (*Server, *Client) {
+func connect(t testing.TB, cfg ServerConfig) (*Server, *Client) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -85,7 +85,7 @@ func connect(t *testing.T, cfg ServerConfig) (*Server, *Client) {
 	return srv, c
 }
 
-func dial(t *testing.T, p *pipePair) *Client {
+func dial(t testing.TB, p *pipePair) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -39,8 +39,10 @@ func (o *outStream) ack(off uint64) {
 	if off <= o.start || off > o.end() {
 		return
 	}
+	// Reslicing drops the bytes without a copy. The next append that
+	// outgrows the array copies only the bytes still kept.
 	n := off - o.start
-	o.buf = append(o.buf[:0], o.buf[n:]...)
+	o.buf = o.buf[n:]
 	o.start = off
 	if o.sent < off {
 		o.sent = off
