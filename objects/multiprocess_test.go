@@ -181,3 +181,48 @@ func TestClientReconnectsAfterServerExit(t *testing.T) {
 		t.Fatalf("Get after server exit = %q, %v; want a new server to answer", data, err)
 	}
 }
+
+func TestWriterSurvivesServerKill(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{ServerCommand: serverCommand(t), WaitTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ids []ID
+	for i := 0; i < 40; i++ {
+		if i == 20 {
+			killServer(t, dir)
+		}
+		id, err := s.Put(KindChunk, []byte(fmt.Sprintf("object %d", i)))
+		if err != nil {
+			t.Fatalf("put %d after the server was killed: %v", i, err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		if _, _, err := s.Get(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// killServer sends SIGKILL to the process recorded as the store's holder.
+func killServer(t *testing.T, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(dir + "/" + ownerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid == os.Getpid() {
+		t.Fatalf("owner file %q does not name a server process", b)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+}

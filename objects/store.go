@@ -99,6 +99,31 @@ func (s *Store) PutRaw(want ID, raw []byte) error {
 	return s.backend.Put([]StoredObject{{ID: want, Value: encodeStored(kind, payload)}})
 }
 
+// RawObject is an object in canonical encoding with the ID it claims.
+type RawObject struct {
+	ID  ID
+	Raw []byte
+}
+
+// PutRawBatch verifies every object like PutRaw and stores them all in one
+// request. It stores nothing when one of them fails verification.
+func (s *Store) PutRawBatch(objs []RawObject) error {
+	batch := make([]StoredObject, 0, len(objs))
+	for _, o := range objs {
+		kind, payload, err := DecodeVerified(o.ID, o.Raw)
+		if err != nil {
+			return err
+		}
+		if kind != KindChunk {
+			if _, err := Links(kind, payload); err != nil {
+				return fmt.Errorf("object %s: %w", o.ID, err)
+			}
+		}
+		batch = append(batch, StoredObject{ID: o.ID, Value: encodeStored(kind, payload)})
+	}
+	return s.backend.Put(batch)
+}
+
 // GetCommit reads and decodes a commit.
 func (s *Store) GetCommit(id ID) (*Commit, error) {
 	kind, payload, err := s.Get(id)

@@ -35,14 +35,22 @@ func TestClosureCopiesCommitToAnotherStore(t *testing.T) {
 	if order[0].ID != child || order[0].Kind != KindCommit {
 		t.Fatalf("closure starts with %+v, want the root commit", order[0])
 	}
+	var batch []RawObject
 	for i := len(order) - 1; i >= 0; i-- {
 		raw, err := src.GetRaw(order[i].ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dst.PutRaw(order[i].ID, raw); err != nil {
-			t.Fatal(err)
+		if i == 0 {
+			if err := dst.PutRaw(order[i].ID, raw); err != nil {
+				t.Fatal(err)
+			}
+			continue
 		}
+		batch = append(batch, RawObject{ID: order[i].ID, Raw: raw})
+	}
+	if err := dst.PutRawBatch(batch); err != nil {
+		t.Fatal(err)
 	}
 	report, err := dst.Fsck(map[string]ID{"child": child})
 	if err != nil || len(report.Problems) != 0 || report.Objects != len(order) {
