@@ -268,3 +268,22 @@ func TestDialTimesOutOnSilentGuest(t *testing.T) {
 		t.Errorf("Dial returned after %v, expected about 300ms", d)
 	}
 }
+
+func TestPoweroffRequest(t *testing.T) {
+	called := make(chan struct{})
+	_, c := connect(t, ServerConfig{Poweroff: func() { close(called) }})
+	if err := c.Poweroff(testCtx(t)); err != nil {
+		t.Fatalf("Poweroff: %v", err)
+	}
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Server's Poweroff hook was not called")
+	}
+
+	_, c2 := connect(t, ServerConfig{})
+	err := c2.Poweroff(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "poweroff is not supported") {
+		t.Errorf("Poweroff without a hook = %v, expected a not supported error", err)
+	}
+}

@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"log"
 	"os"
@@ -134,3 +136,8 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
