@@ -105,7 +105,8 @@ func (c *Client) Start(ctx context.Context, req Request, stdin io.Reader, stdout
 // Attach continues a session that an earlier connection started, for
 // example after the VM was captured and resumed. stdin, when not nil,
 // supplies the session's input from the offset the agent reports
-// (SessionInfo.StdinOffset).
+// (SessionInfo.StdinOffset). It is not read when the session's stdin is
+// already closed.
 func (c *Client) Attach(ctx context.Context, req AttachRequest, stdin io.Reader, stdout, stderr io.Writer) (*Session, error) {
 	c.mu.Lock()
 	if c.closed {
@@ -163,7 +164,13 @@ func (s *Session) waitStarted(ctx context.Context) error {
 	select {
 	case <-s.startedc:
 	case <-ctx.Done():
-		return fmt.Errorf("agent: session %d: waiting for the process to start: %w", s.id, ctx.Err())
+		// The guest may still start the process. This Client stops
+		// tracking it; HelloReply of a later connection lists it.
+		err := fmt.Errorf("agent: session %d: waiting for the process to start: %w", s.id, ctx.Err())
+		s.c.mu.Lock()
+		s.failLocked(err)
+		s.c.mu.Unlock()
+		return err
 	}
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
