@@ -80,15 +80,19 @@ type response struct {
 	gc      GCStats
 }
 
-// writeFrame writes one frame.
+// writeFrame writes one frame. w should be buffered: the header and the
+// payload are two writes.
 func writeFrame(w io.Writer, op byte, payload []byte) error {
 	if len(payload)+1 > maxFrame {
 		return fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrProtocol, len(payload)+1, maxFrame)
 	}
-	buf := make([]byte, 5, 5+len(payload))
-	binary.BigEndian.PutUint32(buf, uint32(len(payload)+1))
-	buf[4] = op
-	_, err := w.Write(append(buf, payload...))
+	var hdr [5]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(len(payload)+1))
+	hdr[4] = op
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
 	return err
 }
 
