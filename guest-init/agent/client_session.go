@@ -218,7 +218,7 @@ func (s *Session) Resize(rows, cols uint16) error {
 	return s.request(&Resize{Session: s.id, Rows: rows, Cols: cols})
 }
 
-// Signal sends sig to the session's process.
+// Signal sends sig to the process group of the session's process.
 func (s *Session) Signal(sig syscall.Signal) error {
 	if sig <= 0 || sig > MaxSignal {
 		return fmt.Errorf("agent: signal %d is out of range 1..%d", int(sig), MaxSignal)
