@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,6 +82,47 @@ func reaperHelper() error {
 	// A zombie would still have a /proc entry.
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", orphanPID)); err == nil {
 		return fmt.Errorf("orphan %d still exists in /proc", orphanPID)
+	}
+	return serverWithReaperAll(r, orphans)
+}
+
+// serverWithReaperAll runs sessions through a Server whose Reaper collects
+// every child, as under PID 1: exit statuses must still reach the sessions.
+func serverWithReaperAll(r *Reaper, orphans <-chan int) error {
+	hr, gw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	gr, hw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	srv := NewServer(ServerConfig{Reaper: r})
+	go srv.Serve(context.Background(), gr, gw)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, hr, hw, ClientOptions{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	for code := range 3 {
+		var out strings.Builder
+		st, err := c.Exec(ctx, Request{Shell: fmt.Sprintf("sleep 0.05 >/dev/null & echo hi; exit %d", code)}, nil, &out, nil)
+		if err != nil {
+			return fmt.Errorf("exec %d: %w", code, err)
+		}
+		if st.Code != code || out.String() != "hi\n" {
+			return fmt.Errorf("exec %d: status %v, output %q", code, st, out.String())
+		}
+	}
+	for i := range 3 {
+		select {
+		case <-orphans:
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("orphan %d of 3 backgrounded sleeps was not reaped", i+1)
+		}
 	}
 	return nil
 }
