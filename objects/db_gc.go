@@ -179,6 +179,10 @@ func (d *DB) markFrom(txn *badger.Txn, roots []Link, marked map[ID]struct{}, sta
 		var kind Kind
 		var payload []byte
 		err = item.Value(func(v []byte) error {
+			if len(v) >= 2 && Kind(v[1]) == KindChunk {
+				// Chunks have no links: skip decompressing and hashing.
+				return nil
+			}
 			k, p, derr := decodeStored(l.ID, v)
 			if derr == nil && k != KindChunk {
 				kind, payload = k, bytes.Clone(p)
