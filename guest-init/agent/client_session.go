@@ -368,6 +368,9 @@ func (s *Session) completeLocked() bool {
 
 // pumpStdin reads the caller's stdin and sends it, keeping at most Window
 // unacknowledged bytes, then sends CloseStdin at EOF.
+//
+// NOTE: a Read that blocks (a terminal, for example) keeps this goroutine
+// alive after the session ends, until that Read returns.
 func (s *Session) pumpStdin(r io.Reader) {
 	c := s.c
 	buf := make([]byte, MaxDataLen)

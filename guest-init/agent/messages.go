@@ -82,7 +82,7 @@ func (s Stream) String() string {
 // Message is one protocol message. The concrete types are the pointer
 // types below (*Hello, *Exec, ...).
 type Message interface {
-	Type() MsgType
+	Type() MsgType // the message type written in the frame header
 	encode(e *encoder)
 	decode(d *decoder)
 }
