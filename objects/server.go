@@ -37,6 +37,16 @@ func socketPath(storeDir string) (string, error) {
 	return p, nil
 }
 
+// socketMode returns the permissions of the socket: read and write for the
+// owner, and for the group too when the group may write the store directory.
+func socketMode(storeDir string) os.FileMode {
+	st, err := os.Stat(storeDir)
+	if err == nil && st.Mode().Perm()&0o020 != 0 {
+		return 0o660
+	}
+	return 0o600
+}
+
 // Server serves a DB to clients over the store's unix socket.
 type Server struct {
 	db *DB
@@ -74,6 +84,10 @@ func NewServer(db *DB, idle time.Duration) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", sock, err)
 	}
 	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(sock, socketMode(db.dir)); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("set permissions of %s: %w", sock, err)
+	}
 	return &Server{
 		db: db, ln: ln, idle: idle,
 		conns: make(map[net.Conn]struct{}), lastActive: time.Now(),
