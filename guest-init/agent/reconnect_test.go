@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -270,4 +271,64 @@ func TestAttachBelowKeptRangeRejected(t *testing.T) {
 	if st, err := s2.Wait(ctx); err != nil || st.Signal != 9 {
 		t.Errorf("Wait = %+v, %v; expected signal 9", st, err)
 	}
+}
+
+// TestSessionLimitEvictsUnreleased fills a Server with sessions that a
+// dead host never released, and checks which ones make room.
+func TestSessionLimitEvictsUnreleased(t *testing.T) {
+	srv := NewServer(ServerConfig{Logger: testLogger(t), MaxSessions: 2})
+	p1 := newPipePair(t)
+	serve(t, srv, p1)
+	c1 := dial(t, p1)
+	ctx := testCtx(t)
+	sleeper, err := c1.Start(ctx, Request{Argv: []string{"sleep", "30"}}, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("Start sleep: %v", err)
+	}
+	quick, err := c1.Start(ctx, Request{Argv: []string{"true"}}, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("Start true: %v", err)
+	}
+	c1.Close() // the host dies without releasing either session
+	waitFor(t, "the true session to exit", 5*time.Second, func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return srv.sessions[quick.ID()].exited
+	})
+
+	p2 := newPipePair(t)
+	serve(t, srv, p2)
+	c2 := dial(t, p2)
+	if n := len(c2.Hello().Sessions); n != 2 {
+		t.Fatalf("HelloReply lists %d sessions, expected 2", n)
+	}
+	// The exited session with no unacknowledged output makes room.
+	if st, err := c2.Exec(ctx, Request{Argv: []string{"true"}}, nil, nil, nil); err != nil || st.Code != 0 {
+		t.Fatalf("Exec at the limit = %v, %v; expected the exited session to be evicted", st, err)
+	}
+	srv.mu.Lock()
+	_, kept := srv.sessions[quick.ID()]
+	srv.mu.Unlock()
+	if kept {
+		t.Errorf("session %d is still kept, expected it evicted", quick.ID())
+	}
+
+	// Two running sessions leave no room.
+	second, err := c2.Start(ctx, Request{Argv: []string{"sleep", "30"}}, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("Start second sleep: %v", err)
+	}
+	_, err = c2.Exec(ctx, Request{Argv: []string{"true"}}, nil, nil, nil)
+	var rerr *RemoteError
+	if !errors.As(err, &rerr) || rerr.Code != CodeTooMany {
+		t.Errorf("Exec with two running sessions = %v, expected CodeTooMany", err)
+	}
+	second.Signal(9)
+	second.Wait(ctx)
+	s, err := c2.Attach(ctx, AttachRequest{Session: sleeper.ID()}, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	s.Signal(9)
+	s.Wait(ctx)
 }

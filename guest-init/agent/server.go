@@ -37,6 +37,10 @@ type ServerConfig struct {
 
 	// Logger receives connection events and errors. Nil discards them.
 	Logger *log.Logger
+
+	// MaxSessions is the number of sessions kept at once, at most (and by
+	// default) the protocol's MaxSessions.
+	MaxSessions int
 }
 
 // Server is the guest side of the agent protocol. One Server keeps its
@@ -76,6 +80,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if s.log == nil {
 		s.log = log.New(io.Discard, "", 0)
+	}
+	if s.cfg.MaxSessions <= 0 || s.cfg.MaxSessions > MaxSessions {
+		s.cfg.MaxSessions = MaxSessions
 	}
 	if s.cfg.Env == nil {
 		s.cfg.Env = []string{"PATH=" + DefaultPath, "HOME=/root"}
@@ -297,9 +304,10 @@ func (s *Server) execLocked(m *Exec) {
 			Message: fmt.Sprintf("session %d already exists; choose a new ID", m.Session)})
 		return
 	}
-	if len(s.sessions) >= MaxSessions {
-		s.replyLocked(&Error{Session: m.Session, Code: CodeTooMany,
-			Message: fmt.Sprintf("the agent keeps %d sessions, the limit; release exited sessions first", len(s.sessions))})
+	if len(s.sessions) >= s.cfg.MaxSessions && !s.evictLocked() {
+		s.replyLocked(&Error{Session: m.Session, Code: CodeTooMany, Message: fmt.Sprintf(
+			"the agent keeps %d sessions, the limit, and each is running or has unacknowledged output; release or attach to exited sessions first",
+			len(s.sessions))})
 		return
 	}
 	ss, readers, done, err := startSession(m, s.cfg.Env, s.reaper)
@@ -346,6 +354,7 @@ func (s *Server) waitExit(ss *session, done <-chan unix.WaitStatus, pumps *sync.
 
 	s.mu.Lock()
 	ss.exited = true
+	ss.exitedAt = time.Now()
 	if ss.ptmx != nil {
 		ss.ptmx.Close()
 	} else if ss.stdin != nil {

@@ -79,6 +79,26 @@ func (s *Server) nextLocked() any {
 	return nil
 }
 
+// evictLocked forgets the session that exited first among those whose
+// output every host has acknowledged, to make room when no host released
+// them (a host process that died, for example). Only the exit status of
+// such a session is lost. It reports whether it evicted one.
+func (s *Server) evictLocked() bool {
+	var oldest *session
+	for _, ss := range s.sessions {
+		done := ss.exited && ss.out[Stdout].start == ss.out[Stdout].end() && ss.out[Stderr].start == ss.out[Stderr].end()
+		if done && (oldest == nil || ss.exitedAt.Before(oldest.exitedAt)) {
+			oldest = ss
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	s.log.Printf("agent: session %d: forgotten to make room (exited with %s, output acknowledged, never released)", oldest.id, oldest.status)
+	delete(s.sessions, oldest.id)
+	return true
+}
+
 // stdinDataLocked queues stdin bytes for a session. Bytes it already has
 // are dropped; a gap makes it ask the Client to send again.
 func (s *Server) stdinDataLocked(m *Data) {

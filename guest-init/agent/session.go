@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -64,6 +65,7 @@ type session struct {
 	exited   bool          // the process was reaped and all output read
 	reaped   bool
 	status   ExitStatus
+	exitedAt time.Time
 	exitSent bool // Exit was sent on the current connection
 
 	stdinQueue  []byte // received stdin bytes not yet written
