@@ -79,7 +79,7 @@ func (s *Server) nextLocked() any {
 	return nil
 }
 
-// evictLocked forgets the session that exited first among those whose
+// evictLocked removes the session that exited first among those whose
 // output every host has acknowledged, to make room when no host released
 // them (a host process that died, for example). Only the exit status of
 // such a session is lost. It reports whether it evicted one.
