@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // helperEnv selects a helper mode when the test binary re-executes itself
@@ -42,4 +44,27 @@ func serverCommand(t testing.TB) []string {
 	}
 	t.Setenv(helperEnv, "")
 	return []string{"env", helperEnv + "=serve", exe}
+}
+
+// waitServerGone registers a cleanup, to run before the removal of dir,
+// that waits until no process holds the store's database, so that test
+// servers exit cleanly instead of losing their directory.
+func waitServerGone(t testing.TB, dir string) {
+	t.Cleanup(func() {
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			// badger locks the database directory itself with flock.
+			f, err := os.Open(dbDir(dir))
+			if err != nil {
+				return
+			}
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			f.Close()
+			if err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("a store server still holds %s after 15 s", dir)
+	})
 }

@@ -30,6 +30,7 @@ func startWorker(t *testing.T, mode, dir string, n int) (*exec.Cmd, *bytes.Buffe
 
 func TestConcurrentWriterAndReaderProcesses(t *testing.T) {
 	dir := t.TempDir()
+	waitServerGone(t, dir)
 	const writers, readers, commits = 3, 2, 15
 	type proc struct {
 		cmd  *exec.Cmd
@@ -154,6 +155,7 @@ func TestInProcessServerServesOtherOpeners(t *testing.T) {
 
 func TestClientReconnectsAfterServerExit(t *testing.T) {
 	dir := t.TempDir()
+	waitServerGone(t, dir)
 	s, err := Open(dir, Options{ServerCommand: serverCommand(t), WaitTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +186,7 @@ func TestClientReconnectsAfterServerExit(t *testing.T) {
 
 func TestWriterSurvivesServerKill(t *testing.T) {
 	dir := t.TempDir()
+	waitServerGone(t, dir)
 	s, err := Open(dir, Options{ServerCommand: serverCommand(t), WaitTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -337,10 +337,36 @@ func ServeDir(dir string, opts ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
 	srv, err := NewServer(db, idle)
 	if err != nil {
+		db.Close()
 		return err
 	}
-	return srv.Serve()
+	err = srv.Serve()
+	if cerr := closeWithin(db, serverCloseTimeout); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// serverCloseTimeout bounds how long ServeDir waits for the database to
+// close.
+const serverCloseTimeout = 30 * time.Second
+
+// closeWithin closes db, or gives up after timeout so that a server whose
+// database cannot be flushed (its directory was removed, or the disk
+// failed) still exits. badger keeps retrying a failed memtable flush
+// forever, which blocks its Close.
+func closeWithin(db *DB, timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- db.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("close store %s: %w", db.dir, err)
+		}
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("close store %s: timed out after %v; writes since the last ref update may be lost", db.dir, timeout)
+	}
 }

@@ -135,6 +135,11 @@ func (s *Server) watchIdle() {
 			return
 		case <-tick.C:
 		}
+		if _, err := os.Stat(dbDir(s.db.dir)); errors.Is(err, os.ErrNotExist) {
+			slog.Error("store directory was removed, stopping the store server", "store", s.db.dir)
+			s.Close()
+			return
+		}
 		s.mu.Lock()
 		idle := len(s.conns) == 0 && time.Since(s.lastActive) >= s.idle
 		s.mu.Unlock()

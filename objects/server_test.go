@@ -3,7 +3,7 @@ package objects
 import (
 	"bufio"
 	"bytes"
-		"io"
+	"io"
 	"net"
 	"strings"
 	"testing"

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
@@ -27,6 +30,30 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// storeDir returns a new store directory. Before the directory is removed,
+// the test waits for the store server that its commands started to exit.
+func storeDir(t *testing.T) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			// badger locks the database directory itself with flock.
+			f, err := os.Open(filepath.Join(dir, "db"))
+			if err != nil {
+				return
+			}
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			f.Close()
+			if err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("a store server still holds %s after 15 s", dir)
+	})
+	return dir
+}
+
 // cliResult is the outcome of one spore command.
 type cliResult struct {
 	stdout, stderr string
@@ -41,7 +68,7 @@ func spore(t *testing.T, dir string, args ...string) cliResult {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, append([]string{"--store", dir}, args...)...)
-	cmd.Env = append(os.Environ(), cliEnv+"=1", "SPORE_STORE_IDLE_TIMEOUT=2s")
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "SPORE_STORE_IDLE_TIMEOUT=500ms")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
@@ -72,7 +99,7 @@ func testStore(t *testing.T, dir string) (*objects.Store, *refs.Refs) {
 		t.Fatal(err)
 	}
 	t.Setenv(cliEnv, "1")
-	t.Setenv("SPORE_STORE_IDLE_TIMEOUT", "2s")
+	t.Setenv("SPORE_STORE_IDLE_TIMEOUT", "500ms")
 	s, err := objects.Open(dir, objects.Options{ServerCommand: []string{exe, "store", "serve"}})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +174,7 @@ func makeForkTree(t *testing.T, dir string) forkTree {
 }
 
 func TestLogShowsHistory(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 
 	out := spore(t, dir, "log").mustSucceed(t).stdout
@@ -172,7 +199,7 @@ func TestLogShowsHistory(t *testing.T) {
 }
 
 func TestLogGraphShowsForks(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 	out := spore(t, dir, "log", "--graph", "main").mustSucceed(t).stdout
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -195,7 +222,7 @@ func TestLogGraphShowsForks(t *testing.T) {
 }
 
 func TestShowObjects(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 
 	out := spore(t, dir, "show", "main").mustSucceed(t).stdout
@@ -221,7 +248,7 @@ func TestShowObjects(t *testing.T) {
 }
 
 func TestRefsAndTags(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 
 	spore(t, dir, "tag", "v1", "main").mustSucceed(t)
@@ -260,7 +287,7 @@ func TestRefsAndTags(t *testing.T) {
 }
 
 func TestAmbiguousRevisions(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	makeForkTree(t, dir)
 	spore(t, dir, "tag", "main", "warm/1").mustSucceed(t)
 	res := spore(t, dir, "show", "main")
@@ -274,7 +301,7 @@ func TestAmbiguousRevisions(t *testing.T) {
 }
 
 func TestFsckFindsDamage(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 	res := spore(t, dir, "fsck").mustSucceed(t)
 	if !strings.Contains(res.stdout, ": 0 problems") {
@@ -323,7 +350,7 @@ func TestFsckFindsDamage(t *testing.T) {
 }
 
 func TestGCDeletesOnlyUnreachable(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 	s, _ := testStore(t, dir)
 	garbage, err := s.Put(objects.KindChunk, []byte("unreachable"))
@@ -369,7 +396,7 @@ func TestStoreDirDefaults(t *testing.T) {
 }
 
 func TestStoreFromEnvironment(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	ft := makeForkTree(t, dir)
 	exe, err := os.Executable()
 	if err != nil {
@@ -386,9 +413,9 @@ func TestStoreFromEnvironment(t *testing.T) {
 // TestConcurrentCommandsOnNewStore starts several commands at once on a
 // store that has no server yet: one starts it, and all of them succeed.
 func TestConcurrentCommandsOnNewStore(t *testing.T) {
-	dir := t.TempDir()
+	dir := storeDir(t)
 	makeForkTree(t, dir)
-	// Wait for the server of makeForkTree to exit (idle timeout 2 s), so
+	// Wait for the server of makeForkTree to exit (idle timeout 500 ms), so
 	// that the commands below race to start a new one.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
