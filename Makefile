@@ -9,49 +9,41 @@ SHAREDIR ?= $(PREFIX)/share/spore
 BIN      := $(CURDIR)/bin
 
 # Packages whose tests need KVM; they run in the testbed on x86_64 hosts.
-E2E_PKGS ?= ./vm/... ./arch/...
+E2E_PKGS ?= ./vm/... ./arch/... ./testsuite/e2e
 # Time limit of one package's tests inside the testbed (emulated, so slow).
 E2E_TIMEOUT ?= 20m
 
-HOST_ARCH := $(shell uname -m)
+HOST_ARCH  := $(shell uname -m)
 NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo yes)
+
+# Runtime assets of spore.
+# The default guest kernel, from the Go module cache.
+GUEST_KERNEL = $(shell $(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz
+# The guest init archive that spore embeds.
+GUEST_INITRD := guest-init/initrd/assets/init.cpio
+# A static arm64 busybox from Debian: the shell of guests without a root disk.
+DEB_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spore/debs
+BUSYBOX   := $(DEB_CACHE)/busybox-static/bin/busybox
+
+# Guest programs that VM tests boot; built for arm64 before the tests run.
+GUEST_TEST_BINARIES := vm/testdata/bootinit.arm64
+# spore itself, built for arm64, for the end-to-end tests in the testbed.
+SPORE_ARM64 := $(BIN)/spore-arm64
 
 .PHONY: all build test unit e2e bench install vet clean testbed-exec demo FORCE
 
 all: build
 
-build: $(GUEST_INITRD)
+# bin/spore finds its runtime assets in share/spore beside bin/, as an
+# installed spore finds them under PREFIX.
+build: $(GUEST_INITRD) $(BUSYBOX)
 	$(GO) build -o $(BIN)/spore ./cmd/spore
-
-vet:
-	$(GO) vet ./...
-
-test: vet unit e2e
-
-# Unit tests run natively; tests that need KVM skip themselves here unless
-# this host can run arm64 guests.
-unit:
-	$(GO) test -timeout 15m ./...
-
-# The default guest kernel, from the Go module cache.
-GUEST_KERNEL = $(shell $(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz
-# Guest programs that VM tests boot; built for arm64 before the tests run.
-GUEST_TEST_BINARIES := vm/testdata/bootinit.arm64
-
-vm/testdata/%.arm64: FORCE
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./vm/testdata/$*
-
-FORCE:
-
-# The guest init archive that spore embeds.
-GUEST_INITRD := guest-init/initrd/assets/init.cpio
+	install -d share/spore/kernel share/spore/busybox
+	install -m 0644 $(GUEST_KERNEL) share/spore/kernel/Image
+	install -m 0755 $(BUSYBOX) share/spore/busybox/busybox
 
 $(GUEST_INITRD): FORCE
 	$(GO) run ./guest-init/cmd/mkinitrd -o $@
-
-# A static arm64 busybox from Debian, so test guests have a shell.
-DEB_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spore/debs
-BUSYBOX := $(DEB_CACHE)/busybox-static/bin/busybox
 
 $(BUSYBOX):
 	rm -rf $(DEB_CACHE)/busybox-static.tmp && mkdir -p $(DEB_CACHE)/busybox-static.tmp
@@ -61,14 +53,32 @@ $(BUSYBOX):
 	mv $(DEB_CACHE)/busybox-static.tmp/root $(DEB_CACHE)/busybox-static
 	rm -rf $(DEB_CACHE)/busybox-static.tmp
 
-E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_TEST_BUSYBOX=$(BUSYBOX)
+$(SPORE_ARM64): $(GUEST_INITRD) FORCE
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./cmd/spore
+
+vm/testdata/%.arm64: FORCE
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./vm/testdata/$*
+
+FORCE:
+
+vet: $(GUEST_INITRD)
+	$(GO) vet ./...
+
+test: vet unit e2e
+
+# Unit tests run natively; tests that need KVM skip themselves here unless
+# this host can run arm64 guests.
+unit: $(GUEST_INITRD)
+	$(GO) test -timeout 15m ./...
+
+E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64)
 
 ifeq ($(NATIVE_KVM),yes)
-e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX)
+e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64)
 	$(E2E_ENV) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 else
-e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX)
-	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX) \
+e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64)
+	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64) \
 		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 endif
 
@@ -91,9 +101,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 install: build
-	install -d $(BINDIR) $(SHAREDIR)/kernel
+	install -d $(BINDIR) $(SHAREDIR)/kernel $(SHAREDIR)/busybox
 	install -m 0755 $(BIN)/spore $(BINDIR)/spore
-	install -m 0644 "$$($(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz" $(SHAREDIR)/kernel/Image
+	install -m 0644 $(GUEST_KERNEL) $(SHAREDIR)/kernel/Image
+	install -m 0755 $(BUSYBOX) $(SHAREDIR)/busybox/busybox
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) share $(GUEST_TEST_BINARIES)

@@ -13,6 +13,7 @@ type CLI struct {
 	Globals
 
 	Version     VersionCmd `cmd:"" help:"Print the spore version and whether this host can run arm64 guests."`
+	Run         RunCmd     `cmd:"" help:"Boot a guest, run one command in it and power it off."`
 	Log         LogCmd     `cmd:"" help:"Show the history of a commit, or the fork tree with --graph."`
 	Show        ShowCmd    `cmd:"" help:"Print any object (commit, tree, chunk index, chunk) in readable form."`
 	Refs        RefsCmd    `cmd:"" help:"List refs and the objects they point to."`

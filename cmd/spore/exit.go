@@ -36,6 +36,10 @@ func withExitCode(code int, err error) error {
 	return &exitError{code: code, err: err}
 }
 
+// errSilent ends a command with a non-zero exit code and no message, for a
+// guest command whose own exit status spore passes through.
+var errSilent = errors.New("exit status passed through")
+
 // reportError prints err on stderr, as JSON with --json, and returns the exit
 // code that belongs to it.
 func reportError(g *Globals, err error) int {
@@ -45,6 +49,9 @@ func reportError(g *Globals, err error) int {
 		code = ee.code
 	}
 
+	if errors.Is(err, errSilent) {
+		return code
+	}
 	if g.JSON {
 		writeJSON(os.Stderr, map[string]any{"error": err.Error(), "exit_code": code})
 	} else {

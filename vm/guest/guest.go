@@ -175,13 +175,40 @@ func (opts Options) withDefaults() (Options, error) {
 		opts.Kernel = kernel
 	}
 	if opts.Initrd == nil {
-		archive, err := initrd.Archive()
+		archive, err := defaultInitrd(opts.RootFS != "")
 		if err != nil {
 			return opts, err
 		}
 		opts.Initrd = archive
 	}
 	return opts, nil
+}
+
+// defaultInitrd returns the embedded guest init. Without a root disk it
+// appends busybox, because the guest would otherwise have no shell.
+func defaultInitrd(hasRootDisk bool) ([]byte, error) {
+	base, err := initrd.Archive()
+	if err != nil {
+		return nil, err
+	}
+	if hasRootDisk {
+		return base, nil
+	}
+
+	path, err := DefaultBusyboxPath()
+	if err != nil {
+		return nil, err
+	}
+	busybox, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	userland, err := userlandArchive(busybox)
+	if err != nil {
+		return nil, err
+	}
+	// The kernel unpacks concatenated cpio archives one after another.
+	return append(append([]byte(nil), base...), userland...), nil
 }
 
 func (g *Guest) rootDisk(opts Options) (virtio.Device, error) {
@@ -284,14 +311,4 @@ type slogWriter struct{ logger *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.logger.Debug("agent client", "msg", strings.TrimSpace(string(p)))
 	return len(p), nil
-}
-
-// DefaultKernel returns the managed guest kernel: $SPORE_KERNEL, or the
-// Image installed next to the spore binary (../share/spore/kernel/Image).
-func DefaultKernel() ([]byte, error) {
-	path, err := DefaultKernelPath()
-	if err != nil {
-		return nil, err
-	}
-	return os.ReadFile(path)
 }

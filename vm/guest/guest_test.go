@@ -10,51 +10,8 @@ import (
 	"time"
 
 	"github.com/spore-vm/spore/guest-init/agent"
-	"github.com/spore-vm/spore/guest-init/initrd"
 	"github.com/spore-vm/spore/vm"
 )
-
-// busyboxEnv names a static arm64 busybox that make e2e fetches from
-// Debian's busybox-static package, so the guest has a shell and tools.
-const busyboxEnv = "SPORE_TEST_BUSYBOX"
-
-// busyboxApplets are linked into /bin of the test initramfs.
-var busyboxApplets = []string{
-	"sh", "cat", "echo", "ls", "mkdir", "rm", "sleep", "env", "uname", "id",
-	"head", "wc", "grep", "sync", "true", "false", "test", "date", "nproc",
-	"printf", "od", "tr", "pwd",
-}
-
-// testInitrd returns the embedded guest init plus busybox, appended as a
-// second cpio archive, which the kernel unpacks over the first.
-func testInitrd(t *testing.T) []byte {
-	t.Helper()
-	base, err := initrd.Archive()
-	if err != nil {
-		t.Fatalf("%v (make e2e builds it)", err)
-	}
-	path := os.Getenv(busyboxEnv)
-	if path == "" {
-		t.Fatalf("%s is not set: run the guest tests with make e2e", busyboxEnv)
-	}
-	busybox, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	entries := []initrd.Entry{
-		{Name: "bin", Mode: initrd.ModeDir | 0o755},
-		{Name: "bin/busybox", Mode: 0o100755, Data: busybox},
-	}
-	for _, applet := range busyboxApplets {
-		entries = append(entries, initrd.Entry{Name: "bin/" + applet, Mode: 0o120777, Data: []byte("busybox")})
-	}
-	var extra bytes.Buffer
-	if err := initrd.WriteNewc(&extra, entries); err != nil {
-		t.Fatal(err)
-	}
-	return append(append([]byte(nil), base...), extra.Bytes()...)
-}
 
 // bootTestGuest boots one guest for a whole test, skipping on hosts that
 // cannot run arm64 guests, except in the testbed.
@@ -64,9 +21,6 @@ func bootTestGuest(t *testing.T, opts Options) *Guest {
 		if p := vm.ProbeHost(); !p.Usable {
 			t.Skipf("this host cannot run arm64 guests: %s", p.Reason)
 		}
-	}
-	if opts.Initrd == nil {
-		opts.Initrd = testInitrd(t)
 	}
 	console := &syncBuffer{}
 	opts.KernelLog = console

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/spore-vm/spore/guest-init/agent"
+	"github.com/spore-vm/spore/vm"
+	"github.com/spore-vm/spore/vm/guest"
+)
+
+// RunCmd boots a guest, runs one command in it and powers it off.
+type RunCmd struct {
+	Interactive    bool          `short:"i" help:"Forward stdin to the command. Without it the command reads EOF at once."`
+	TTY            bool          `short:"t" name:"tty" help:"Run the command on a pseudo-terminal in the guest; stdout and stderr then arrive merged."`
+	CPUs           int           `name:"cpus" default:"1" help:"Number of vCPUs."`
+	Memory         string        `default:"512M" help:"Guest RAM, with a unit suffix K, M or G (binary units)."`
+	Env            []string      `short:"e" sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable for the command (repeatable)."`
+	Workdir        string        `short:"w" placeholder:"DIR" help:"Working directory of the command in the guest."`
+	Timeout        time.Duration `placeholder:"DURATION" help:"Stop the guest and exit with status 124 after this long (such as 30s or 5m); 0 means no limit."`
+	Kernel         string        `type:"existingfile" placeholder:"FILE" help:"Boot this arm64 kernel Image instead of the managed one."`
+	Initrd         string        `type:"existingfile" placeholder:"FILE" help:"Use this initramfs instead of the embedded guest init."`
+	RootFS         string        `name:"rootfs" type:"existingfile" placeholder:"FILE" help:"Mount this ext4 image as the guest's root file system (read-only unless --rootfs-writable)."`
+	RootFSWritable bool          `name:"rootfs-writable" help:"Mount --rootfs read-write; the guest's changes are written to the file."`
+	Command        []string      `arg:"" optional:"" passthrough:"" help:"The command: after --, an argv run exactly; a single argument without --, a string run with /bin/sh -lc."`
+}
+
+// Exit codes of spore run's own failures. They sit above the codes that
+// commands usually return, because the command's status passes through.
+const (
+	ExitRunHostUnsupported = 121
+	ExitRunBootFailed      = 122
+	ExitRunTimeout         = 124
+	ExitRunFailed          = 125
+)
+
+// runSummary is the --json record printed on stderr after the command.
+type runSummary struct {
+	ExitCode int    `json:"exit_code"`
+	Signal   int    `json:"signal,omitempty"`
+	BootMS   int64  `json:"boot_ms"`
+	RunMS    int64  `json:"run_ms"`
+	Kernel   string `json:"kernel,omitempty"`
+}
+
+func (c *RunCmd) Run(g *Globals) error {
+	req, err := c.request()
+	if err != nil {
+		return withExitCode(ExitUsage, err)
+	}
+	opts, err := c.options(g)
+	if err != nil {
+		return withExitCode(ExitUsage, err)
+	}
+	if probe := vm.ProbeHost(); !probe.Usable {
+		return withExitCode(ExitRunHostUnsupported, fmt.Errorf("this host cannot run arm64 guests: %s", probe.Reason))
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if c.Timeout > 0 {
+		ctx, stop = context.WithTimeout(ctx, c.Timeout)
+		defer stop()
+	}
+
+	start := time.Now()
+	gst, err := guest.Boot(ctx, opts)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return withExitCode(ExitRunTimeout, fmt.Errorf("timed out after %v while the guest booted", c.Timeout))
+		}
+		return withExitCode(ExitRunBootFailed, fmt.Errorf("guest failed to boot: %w", err))
+	}
+	booted := time.Now()
+	slog.Debug("guest booted", "boot_ms", booted.Sub(start).Milliseconds())
+
+	status, runErr := c.execute(ctx, gst, req)
+	finished := time.Now()
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if runErr != nil {
+		gst.Kill()
+	} else if err := gst.Shutdown(shutdownCtx); err != nil {
+		slog.Warn("guest shutdown failed", "err", err)
+	}
+
+	if runErr != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return withExitCode(ExitRunTimeout, fmt.Errorf("timed out after %v; the guest was stopped", c.Timeout))
+		}
+		return withExitCode(ExitRunFailed, runErr)
+	}
+
+	if g.JSON {
+		writeJSON(os.Stderr, runSummary{
+			ExitCode: status.Code,
+			Signal:   status.Signal,
+			BootMS:   booted.Sub(start).Milliseconds(),
+			RunMS:    finished.Sub(booted).Milliseconds(),
+			Kernel:   c.Kernel,
+		})
+	}
+	if status.Code != 0 {
+		return withExitCode(status.Code, errSilent)
+	}
+	return nil
+}
+
+// request builds the agent request from the command and flags.
+func (c *RunCmd) request() (agent.Request, error) {
+	req := agent.Request{Env: c.Env, Dir: c.Workdir, TTY: c.TTY}
+	for _, kv := range c.Env {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			return req, fmt.Errorf("invalid --env %q: use KEY=VALUE", kv)
+		}
+	}
+
+	// kong keeps the "--" that ends the flags as the first passthrough
+	// argument; it marks an argv to run exactly.
+	command := c.Command
+	argv := len(command) > 0 && command[0] == "--"
+	if argv {
+		command = command[1:]
+	}
+	switch {
+	case len(command) == 0:
+		return req, errors.New("no command given: use spore run -- CMD [ARGS...] or spore run 'SHELL STRING'")
+	case argv || len(command) > 1:
+		req.Argv = command
+	default:
+		req.Shell = command[0]
+	}
+	return req, nil
+}
+
+// options turns the flags into guest boot options.
+func (c *RunCmd) options(g *Globals) (guest.Options, error) {
+	memory, err := parseSize(c.Memory)
+	if err != nil {
+		return guest.Options{}, fmt.Errorf("invalid --memory %q: %w", c.Memory, err)
+	}
+	if c.CPUs < 1 {
+		return guest.Options{}, fmt.Errorf("invalid --cpus %d: use 1 or more", c.CPUs)
+	}
+	if c.RootFSWritable && c.RootFS == "" {
+		return guest.Options{}, errors.New("--rootfs-writable needs --rootfs FILE")
+	}
+
+	opts := guest.Options{
+		MemoryBytes:    memory,
+		VCPUs:          c.CPUs,
+		RootFS:         c.RootFS,
+		RootFSWritable: c.RootFSWritable,
+		Logger:         slog.Default(),
+	}
+	if g.Debug {
+		opts.KernelLog = os.Stderr
+	}
+	if c.Kernel != "" {
+		if opts.Kernel, err = os.ReadFile(c.Kernel); err != nil {
+			return opts, err
+		}
+	}
+	if c.Initrd != "" {
+		if opts.Initrd, err = os.ReadFile(c.Initrd); err != nil {
+			return opts, err
+		}
+	}
+	return opts, nil
+}
+
+// execute runs the request, with the local terminal in raw mode for -t,
+// and forwards SIGINT and SIGTERM to the guest command.
+func (c *RunCmd) execute(ctx context.Context, gst *guest.Guest, req agent.Request) (agent.ExitStatus, error) {
+	var stdin io.Reader
+	if c.Interactive {
+		stdin = os.Stdin
+	}
+
+	if c.TTY {
+		if rows, cols, ok := terminalSize(); ok {
+			req.Rows, req.Cols = rows, cols
+		}
+		if term.IsTerminal(int(os.Stdin.Fd())) && c.Interactive {
+			state, err := term.MakeRaw(int(os.Stdin.Fd()))
+			if err != nil {
+				return agent.ExitStatus{}, fmt.Errorf("set the terminal to raw mode: %w", err)
+			}
+			defer term.Restore(int(os.Stdin.Fd()), state)
+		}
+	}
+
+	session, err := gst.Agent().Start(ctx, req, stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		return agent.ExitStatus{}, err
+	}
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGWINCH)
+	defer signal.Stop(signals)
+	go func() {
+		for sig := range signals {
+			if sig == syscall.SIGWINCH {
+				if rows, cols, ok := terminalSize(); ok && c.TTY {
+					session.Resize(rows, cols)
+				}
+				continue
+			}
+			session.Signal(sig.(syscall.Signal))
+		}
+	}()
+
+	return session.Wait(ctx)
+}
+
+func terminalSize() (rows, cols uint16, ok bool) {
+	for _, f := range []*os.File{os.Stdin, os.Stdout} {
+		if w, h, err := term.GetSize(int(f.Fd())); err == nil {
+			return uint16(h), uint16(w), true
+		}
+	}
+	return 0, 0, false
+}
