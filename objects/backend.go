@@ -147,6 +147,10 @@ type GCOptions struct {
 	Grace time.Duration
 	// DryRun counts what would be deleted and deletes nothing.
 	DryRun bool
+	// ExpireReflogs deletes reflog entries older than this before marking,
+	// so that objects only they reach can be collected. Zero keeps every
+	// entry.
+	ExpireReflogs time.Duration
 }
 
 // DefaultGCGrace is the grace period of GC when GCOptions.Grace is zero.
@@ -162,4 +166,7 @@ type GCStats struct {
 	Deleted        int   `json:"deleted"`
 	DeletedBytes   int64 `json:"deleted_bytes"`
 	MissingReached int   `json:"missing_reached"`
+	// ExpiredReflogEntries counts the reflog entries deleted (or, with
+	// DryRun, that would be deleted) by ExpireReflogs.
+	ExpiredReflogEntries int `json:"expired_reflog_entries"`
 }

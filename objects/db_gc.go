@@ -27,6 +27,14 @@ func (d *DB) GC(opts GCOptions) (GCStats, error) {
 		grace = DefaultGCGrace
 	}
 
+	if opts.ExpireReflogs > 0 {
+		n, err := d.expireReflogs(time.Now().Add(-opts.ExpireReflogs), opts.DryRun)
+		if err != nil {
+			return stats, err
+		}
+		stats.ExpiredReflogEntries = n
+	}
+
 	snap := d.db.NewTransaction(false)
 	defer snap.Discard()
 	readTs := snap.ReadTs()
@@ -94,6 +102,40 @@ func (d *DB) GC(opts GCOptions) (GCStats, error) {
 	}
 	d.reclaimValueLog()
 	return stats, nil
+}
+
+// expireReflogs deletes reflog entries recorded before cutoff and returns
+// how many there were. With dryRun it only counts them.
+func (d *DB) expireReflogs(cutoff time.Time, dryRun bool) (int, error) {
+	var keys [][]byte
+	err := d.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{prefixReflog}})
+		defer it.Close()
+		for it.Seek([]byte{prefixReflog}); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 10 || k[len(k)-9] != 0 {
+				continue
+			}
+			if time.Unix(0, int64(beUint64(k[len(k)-8:]))).Before(cutoff) {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil || dryRun || len(keys) == 0 {
+		return len(keys), err
+	}
+	wb := d.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, fmt.Errorf("gc: expire reflog entries: %w", d.wrapErr(err))
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, fmt.Errorf("gc: expire reflog entries: %w", d.wrapErr(err))
+	}
+	return len(keys), nil
 }
 
 // reclaimValueLog rewrites value log files that are mostly garbage, so

@@ -59,6 +59,47 @@ func TestGCDeletesUnreachableKeepsReachable(t *testing.T) {
 	}
 }
 
+func TestGCExpiresReflogEntries(t *testing.T) {
+	s, _ := openTestDB(t)
+	db := s.Backend().(*DB)
+	old, _ := s.Put(KindChunk, []byte("old target"))
+	mid, _ := s.Put(KindChunk, []byte("middle target"))
+	cur, _ := s.Put(KindChunk, []byte("current target"))
+	// Entries keep both their old and new IDs, so old is collectable once
+	// both entries that name it expired.
+	long := time.Now().Add(-48 * time.Hour)
+	for _, u := range []RefUpdate{
+		{Expect: ExpectAbsent, New: RefValue{ID: old}, Time: long},
+		{Expect: ExpectValue, Old: RefValue{ID: old}, New: RefValue{ID: mid}, Time: long.Add(time.Second)},
+		{Expect: ExpectValue, Old: RefValue{ID: mid}, New: RefValue{ID: cur}},
+	} {
+		u.Name = "refs/heads/main"
+		if err := db.UpdateRefs([]RefUpdate{u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stats, err := db.GC(GCOptions{Grace: time.Nanosecond, ExpireReflogs: 24 * time.Hour, DryRun: true})
+	if err != nil || stats.ExpiredReflogEntries != 2 || stats.Deleted != 0 {
+		t.Fatalf("dry run: %+v, %v; want 2 expired entries and nothing deleted", stats, err)
+	}
+	if log, _ := db.Reflog("refs/heads/main"); len(log) != 3 {
+		t.Fatalf("dry run removed reflog entries: %d left", len(log))
+	}
+	stats, err = db.GC(GCOptions{Grace: time.Nanosecond, ExpireReflogs: 24 * time.Hour})
+	if err != nil || stats.ExpiredReflogEntries != 2 || stats.Deleted != 1 {
+		t.Fatalf("GC = %+v, %v; want 2 expired entries and the old target deleted", stats, err)
+	}
+	if _, _, err := s.Get(old); !errors.Is(err, ErrNotFound) {
+		t.Errorf("object reached only by an expired reflog entry: %v", err)
+	}
+	for _, id := range []ID{mid, cur} {
+		if _, _, err := s.Get(id); err != nil {
+			t.Errorf("target named by the remaining entry: %v", err)
+		}
+	}
+}
+
 // TestGCWithConcurrentWriters runs collections while writers store new
 // objects and only then move their refs, and checks that no ref ever names
 // an incomplete commit.

@@ -173,6 +173,7 @@ func encodeRequest(r *request) []byte {
 	case opGC:
 		e.varint(int64(r.gc.Grace))
 		e.byte1(boolByte(r.gc.DryRun))
+		e.varint(int64(r.gc.ExpireReflogs))
 	}
 	return e.buf
 }
@@ -241,6 +242,7 @@ func decodeRequest(op byte, payload []byte) (*request, error) {
 	case opGC:
 		r.gc.Grace = time.Duration(d.varint())
 		r.gc.DryRun = d.byte1() == 1
+		r.gc.ExpireReflogs = time.Duration(d.varint())
 	default:
 		return nil, fmt.Errorf("%w: unknown request op %d", ErrProtocol, op)
 	}
@@ -284,7 +286,7 @@ func encodeResponse(op byte, r *response) []byte {
 			e.bytes(encodeReflogEntry(ent))
 		}
 	case opGC:
-		for _, v := range []int64{int64(r.gc.Roots), int64(r.gc.Reachable), int64(r.gc.KeptRecent), int64(r.gc.Deleted), r.gc.DeletedBytes, int64(r.gc.MissingReached)} {
+		for _, v := range []int64{int64(r.gc.Roots), int64(r.gc.Reachable), int64(r.gc.KeptRecent), int64(r.gc.Deleted), r.gc.DeletedBytes, int64(r.gc.MissingReached), int64(r.gc.ExpiredReflogEntries)} {
 			e.varint(v)
 		}
 	}
@@ -339,11 +341,11 @@ func decodeResponse(op byte, payload []byte) (*response, error) {
 			r.reflog = append(r.reflog, ent)
 		}
 	case opGC:
-		vals := make([]int64, 6)
+		vals := make([]int64, 7)
 		for i := range vals {
 			vals[i] = d.varint()
 		}
-		r.gc = GCStats{Roots: int(vals[0]), Reachable: int(vals[1]), KeptRecent: int(vals[2]), Deleted: int(vals[3]), DeletedBytes: vals[4], MissingReached: int(vals[5])}
+		r.gc = GCStats{Roots: int(vals[0]), Reachable: int(vals[1]), KeptRecent: int(vals[2]), Deleted: int(vals[3]), DeletedBytes: vals[4], MissingReached: int(vals[5]), ExpiredReflogEntries: int(vals[6])}
 	case opPut, opUpdateRefs:
 	default:
 		return nil, fmt.Errorf("%w: response to unknown op %d", ErrProtocol, op)

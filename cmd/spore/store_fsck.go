@@ -75,8 +75,9 @@ func (c *FsckCmd) Run(g *Globals) error {
 
 // GCCmd deletes unreachable objects.
 type GCCmd struct {
-	Grace  time.Duration `help:"Keep objects that a writer stored or looked up within this duration, because a ref may be about to point at them." default:"1h"`
-	DryRun bool          `help:"Count what would be deleted without deleting it."`
+	Grace        time.Duration `help:"Keep objects that a writer stored or looked up within this duration, because a ref may be about to point at them." default:"1h"`
+	DryRun       bool          `help:"Count what would be deleted without deleting it."`
+	ExpireReflog time.Duration `help:"First delete reflog entries older than this (such as 720h), so that objects only they reach can go; 0 keeps every entry." default:"0"`
 }
 
 func (c *GCCmd) Run(g *Globals) error {
@@ -88,7 +89,10 @@ func (c *GCCmd) Run(g *Globals) error {
 		return err
 	}
 	defer s.Close()
-	stats, err := s.Backend().GC(objects.GCOptions{Grace: c.Grace, DryRun: c.DryRun})
+	if c.ExpireReflog < 0 {
+		return withExitCode(ExitUsage, fmt.Errorf("invalid --expire-reflog %v: it must not be negative", c.ExpireReflog))
+	}
+	stats, err := s.Backend().GC(objects.GCOptions{Grace: c.Grace, DryRun: c.DryRun, ExpireReflogs: c.ExpireReflog})
 	if err != nil {
 		return err
 	}
@@ -101,6 +105,9 @@ func (c *GCCmd) Run(g *Globals) error {
 	}
 	fmt.Printf("%s %d objects (%d bytes); kept %d reachable from %d roots and %d recently written\n",
 		verb, stats.Deleted, stats.DeletedBytes, stats.Reachable, stats.Roots, stats.KeptRecent)
+	if stats.ExpiredReflogEntries > 0 {
+		fmt.Printf("%s %d reflog entries older than %v\n", map[bool]string{true: "would expire", false: "expired"}[c.DryRun], stats.ExpiredReflogEntries, c.ExpireReflog)
+	}
 	if stats.MissingReached > 0 {
 		fmt.Printf("%d reachable objects are missing; run spore fsck\n", stats.MissingReached)
 	}

@@ -373,6 +373,10 @@ func TestGCDeletesOnlyUnreachable(t *testing.T) {
 	}
 	spore(t, dir, "fsck").mustSucceed(t)
 	spore(t, dir, "show", ft.children[2].String()).mustSucceed(t)
+	out = spore(t, dir, "gc", "--grace", "1ns", "--expire-reflog", "1ns", "--dry-run").mustSucceed(t).stdout
+	if !strings.Contains(out, "would expire 5 reflog entries") {
+		t.Errorf("gc --expire-reflog --dry-run: %s", out)
+	}
 	if res := spore(t, dir, "gc", "--grace", "0s"); res.code != ExitUsage {
 		t.Errorf("gc --grace 0s exited %d, want %d", res.code, ExitUsage)
 	}
