@@ -145,7 +145,8 @@ type GCOptions struct {
 	// are lost when it restarts, and beyond a million of them those older
 	// than DefaultGCGrace are forgotten.
 	Grace time.Duration
-	// DryRun counts what would be deleted and deletes nothing.
+	// DryRun counts what would be deleted and deletes nothing. Its object
+	// counts do not take ExpireReflogs into account.
 	DryRun bool
 	// ExpireReflogs deletes reflog entries older than this before marking,
 	// so that objects only they reach can be collected. Zero keeps every
