@@ -29,6 +29,8 @@ BUSYBOX   := $(DEB_CACHE)/busybox-static/bin/busybox
 GUEST_TEST_BINARIES := vm/testdata/bootinit.arm64
 # spore itself, built for arm64, for the end-to-end tests in the testbed.
 SPORE_ARM64 := $(BIN)/spore-arm64
+# A small ext4 root file system with busybox, for --rootfs tests.
+TEST_ROOTFS := $(BIN)/test-rootfs.ext4
 
 .PHONY: all build test unit e2e bench install vet clean testbed-exec demo FORCE
 
@@ -56,6 +58,9 @@ $(BUSYBOX):
 $(SPORE_ARM64): $(GUEST_INITRD) FORCE
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./cmd/spore
 
+$(TEST_ROOTFS): $(BUSYBOX) testsuite/e2e/testdata/mkrootfs.sh
+	sh testsuite/e2e/testdata/mkrootfs.sh $(BUSYBOX) $@
+
 vm/testdata/%.arm64: FORCE
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./vm/testdata/$*
 
@@ -71,14 +76,14 @@ test: vet unit e2e
 unit: $(GUEST_INITRD)
 	$(GO) test -timeout 15m ./...
 
-E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64)
+E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64) SPORE_TEST_ROOTFS=$(TEST_ROOTFS)
 
 ifeq ($(NATIVE_KVM),yes)
-e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64)
+e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
 	$(E2E_ENV) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 else
-e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64)
-	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64) \
+e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
+	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS) \
 		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 endif
 

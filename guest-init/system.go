@@ -1,6 +1,7 @@
 package guestinit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -45,9 +46,37 @@ func SetHostname(name string) error {
 	return unix.Sethostname([]byte(name))
 }
 
-// Poweroff flushes file systems and powers the machine off. It returns
-// only if the reboot system call fails.
+// Poweroff stops every other process, remounts the root file system
+// read-only so a root disk is left clean (an ext4 journal that still needs
+// recovery cannot be mounted from a read-only disk later), and powers the
+// machine off. It must run as PID 1, and returns only if the reboot system
+// call fails.
 func Poweroff() error {
 	unix.Sync()
+	stopAllProcesses()
+	remountRootReadOnly()
+	unix.Sync()
 	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// stopAllProcesses sends SIGTERM, then SIGKILL after a grace period, to every
+// process but PID 1 (kill(-1) skips the caller).
+func stopAllProcesses() {
+	if unix.Kill(-1, unix.SIGTERM) != nil {
+		return
+	}
+	time.Sleep(200 * time.Millisecond)
+	unix.Kill(-1, unix.SIGKILL)
+}
+
+// remountRootReadOnly retries for a short while, because files of killed
+// processes close only once the kernel has finished tearing them down.
+func remountRootReadOnly() {
+	for attempt := 0; attempt < 50; attempt++ {
+		err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		if err == nil || !errors.Is(err, unix.EBUSY) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,4 +188,48 @@ func asExitError(err error, target **exec.ExitError) bool {
 		*target = e
 	}
 	return ok
+}
+
+// rootFS returns a copy of the test root file system, so a test that
+// writes to it leaves the original unchanged.
+func rootFS(t *testing.T) string {
+	t.Helper()
+	src := os.Getenv("SPORE_TEST_ROOTFS")
+	if src == "" {
+		t.Fatal("SPORE_TEST_ROOTFS is not set: run these tests with make e2e")
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "rootfs.ext4")
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestRunRootFSReadOnly(t *testing.T) {
+	sporeBinary(t)
+	image := rootFS(t)
+	r := spore(t, "", "run", "--rootfs", image, "--", "/bin/sh", "-c", "cat /etc/os-release; touch /written")
+	if !strings.Contains(r.stdout, "ID=spore-test-rootfs") {
+		t.Errorf("root disk not mounted: stdout %q\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	if r.code == 0 {
+		t.Error("touch on a read-only root disk succeeded")
+	}
+}
+
+func TestRunRootFSWritable(t *testing.T) {
+	sporeBinary(t)
+	image := rootFS(t)
+	r := spore(t, "", "run", "--rootfs", image, "--rootfs-writable", "--", "/bin/sh", "-c", "echo kept > /root/note && sync")
+	if r.code != 0 {
+		t.Fatalf("write to the root disk: status %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	r = spore(t, "", "run", "--rootfs", image, "--", "/bin/cat", "/root/note")
+	if r.code != 0 || r.stdout != "kept\n" {
+		t.Errorf("second boot reads %q (status %d), want %q\nstderr:\n%s", r.stdout, r.code, "kept\n", r.stderr)
+	}
 }
