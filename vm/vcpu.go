@@ -23,8 +23,9 @@ type vcpu struct {
 	// tid is the thread running the vCPU loop, 0 before it started. It is
 	// written once by that thread and read by kick.
 	tid atomic.Int32
-	// exits counts KVM exits by reason, for --debug output.
-	exits map[uint32]uint64
+	// exits counts KVM exits by reason name, for --debug output. Only the
+	// vCPU's own thread touches it.
+	exits map[string]uint64
 }
 
 // createVCPUs creates and initializes every vCPU. vCPU 0 starts at the
@@ -40,7 +41,7 @@ func (m *Machine) createVCPUs(layout bootLayout) error {
 		if err != nil {
 			return err
 		}
-		c := &vcpu{index: i, kvm: kc, exits: map[uint32]uint64{}}
+		c := &vcpu{index: i, kvm: kc, exits: map[string]uint64{}}
 		m.vcpus = append(m.vcpus, c)
 
 		features := init
@@ -82,7 +83,7 @@ func (c *vcpu) loop(m *Machine) {
 	for {
 		select {
 		case <-m.stopped:
-			m.logger.Debug("vCPU stopped", "vcpu", c.index, "exits", c.exits)
+			m.logger.Debug("vCPU stopped", "vcpu", c.index, "exits_by_reason", c.exits)
 			return
 		default:
 		}
@@ -96,7 +97,7 @@ func (c *vcpu) loop(m *Machine) {
 			m.stop(0, fmt.Errorf("vcpu %d: %w", c.index, err))
 			continue
 		}
-		c.exits[reason]++
+		c.exits[kvm.ExitName(reason)]++
 		c.handleExit(m, reason)
 	}
 }
@@ -131,7 +132,7 @@ func (c *vcpu) handleExit(m *Machine, reason uint32) {
 
 	default:
 		pc, _ := c.kvm.GetOneReg(arm64.RegPC)
-		m.stop(0, fmt.Errorf("vcpu %d: unexpected KVM exit reason %d at pc %#x", c.index, reason, pc))
+		m.stop(0, fmt.Errorf("vcpu %d: unexpected KVM exit %s at pc %#x", c.index, kvm.ExitName(reason), pc))
 	}
 }
 

@@ -233,3 +233,15 @@ func TestRunRootFSWritable(t *testing.T) {
 		t.Errorf("second boot reads %q (status %d), want %q\nstderr:\n%s", r.stdout, r.code, "kept\n", r.stderr)
 	}
 }
+
+func TestRunDebugLogsVMMSetup(t *testing.T) {
+	r := spore(t, "", "--debug", "run", "--", "/bin/true")
+	if r.code != 0 {
+		t.Fatalf("status %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"guest memory laid out", "virtio device attached", "exits_by_reason", "MMIO"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("--debug output lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}

@@ -51,9 +51,9 @@ func TestScanConsoleSplitsKernelAndPayload(t *testing.T) {
 func TestIsKernelLine(t *testing.T) {
 	for line, want := range map[string]bool{
 		"[    1.234567] virtio: hello": true,
-		"[ok] test passed":              false,
-		"plain":                         false,
-		"[]":                            false,
+		"[ok] test passed":             false,
+		"plain":                        false,
+		"[]":                           false,
 	} {
 		if got := isKernelLine(line); got != want {
 			t.Errorf("isKernelLine(%q) = %v, want %v", line, got, want)
@@ -111,7 +111,10 @@ func TestRunPayloadInTestbed(t *testing.T) {
 		Binary: payload,
 		Args:   []string{"7", "two words"},
 		Env:    []string{"TESTBED_VALUE=forty-two"},
-		Files:  []File{{HostPath: extra, GuestPath: "/extra/file.txt"}},
+		Files: []File{
+			{HostPath: extra, GuestPath: "/extra/file.txt"},
+			{HostPath: extra, GuestPath: "/tmp/placed/file.txt"},
+		},
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nkernel log:\n%s", err, log.String())
@@ -119,7 +122,7 @@ func TestRunPayloadInTestbed(t *testing.T) {
 	if code != 7 {
 		t.Errorf("exit status %d, want 7", code)
 	}
-	for _, want := range []string{`args=["7" "two words"]`, "TESTBED_VALUE=forty-two", "file=from the host", "to stderr", "partial line"} {
+	for _, want := range []string{`args=["7" "two words"]`, "TESTBED_VALUE=forty-two", "/extra/file.txt=from the host", "/tmp/placed/file.txt=from the host", "to stderr", "partial line"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

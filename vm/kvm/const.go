@@ -1,5 +1,7 @@
 package kvm
 
+import "fmt"
+
 // ioctl request numbers from include/uapi/linux/kvm.h (Linux 6.1). They use
 // the generic _IOC encoding that arm64 and amd64 share: direction in bits
 // 30-31, argument size in bits 16-29, type 0xAE in bits 8-15 and the number
@@ -88,3 +90,30 @@ const (
 	MemLogDirtyPages = 1 << 0
 	MemReadonly      = 1 << 1
 )
+
+// exitNames are the kernel's names of the exit reasons spore handles or
+// reports.
+var exitNames = map[uint32]string{
+	ExitUnknown:       "UNKNOWN",
+	ExitException:     "EXCEPTION",
+	ExitIO:            "IO",
+	ExitHypercall:     "HYPERCALL",
+	ExitDebug:         "DEBUG",
+	ExitHLT:           "HLT",
+	ExitMMIO:          "MMIO",
+	ExitShutdown:      "SHUTDOWN",
+	ExitFailEntry:     "FAIL_ENTRY",
+	ExitIntr:          "INTR",
+	ExitInternalError: "INTERNAL_ERROR",
+	ExitSystemEvent:   "SYSTEM_EVENT",
+	ExitARMNISV:       "ARM_NISV",
+}
+
+// ExitName returns the name of a kvm_run exit reason without the KVM_EXIT_
+// prefix, or its number for reasons spore does not know.
+func ExitName(reason uint32) string {
+	if name, ok := exitNames[reason]; ok {
+		return name
+	}
+	return fmt.Sprintf("%d", reason)
+}

@@ -65,8 +65,19 @@ func run() int {
 }
 
 // mountPseudoFilesystems mounts what a test binary expects of a Linux host.
-// devtmpfs provides /dev/kvm and /dev/userfaultfd.
+// devtmpfs provides /dev/kvm and /dev/userfaultfd. /tmp and /run stay on
+// the initramfs, which is already in memory, because a tmpfs mounted over
+// them would hide payload files placed there.
 func mountPseudoFilesystems() error {
+	for _, dir := range []string{"/tmp", "/run"} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod("/tmp", 0o777|os.ModeSticky); err != nil {
+		return err
+	}
+
 	mounts := []struct {
 		source, target, fstype, data string
 	}{
@@ -74,8 +85,6 @@ func mountPseudoFilesystems() error {
 		{"proc", "/proc", "proc", ""},
 		{"sysfs", "/sys", "sysfs", ""},
 		{"devpts", "/dev/pts", "devpts", "ptmxmode=0666"},
-		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
-		{"tmpfs", "/run", "tmpfs", "mode=0755"},
 		{"tmpfs", "/dev/shm", "tmpfs", "mode=1777"},
 	}
 	for _, m := range mounts {

@@ -20,8 +20,10 @@ func main() {
 	}
 	fmt.Printf("args=%q\n", os.Args[1:])
 	fmt.Printf("TESTBED_VALUE=%s\n", os.Getenv("TESTBED_VALUE"))
-	if data, err := os.ReadFile("/extra/file.txt"); err == nil {
-		fmt.Printf("file=%s\n", data)
+	for _, path := range []string{"/extra/file.txt", "/tmp/placed/file.txt"} {
+		if data, err := os.ReadFile(path); err == nil {
+			fmt.Printf("%s=%s\n", path, data)
+		}
 	}
 	fmt.Fprintln(os.Stderr, "to stderr")
 	fmt.Print("partial line")
