@@ -84,6 +84,9 @@ type Machine struct {
 	mem        *virtio.Memory
 	transports []*virtio.Transport
 
+	// pause parks the vCPUs for Pause.
+	pause pauser
+
 	stopOnce sync.Once
 	// stopped is closed once a stop was requested; result and err hold why.
 	stopped chan struct{}
@@ -93,18 +96,7 @@ type Machine struct {
 
 // New creates the VM, loads the kernel and prepares the vCPUs to boot it.
 // The caller runs it with Run and releases it with Close.
-func New(cfg Config) (m *Machine, err error) {
-	m = &Machine{cfg: cfg, logger: cfg.Logger, stopped: make(chan struct{})}
-	if m.logger == nil {
-		m.logger = slog.Default()
-	}
-	m.bus.logger = m.logger
-	defer func() {
-		if err != nil {
-			m.Close()
-		}
-	}()
-
+func New(cfg Config) (*Machine, error) {
 	// Check the kernel and the board before touching KVM.
 	header, err := arm64.ParseImageHeader(cfg.Kernel)
 	if err != nil {
@@ -131,7 +123,32 @@ func New(cfg Config) (m *Machine, err error) {
 		return nil, err
 	}
 
-	// Create the VM and back its RAM.
+	m, err := create(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.boot(layout, cfg.Kernel, cfg.Initrd, fdt); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// create makes the parts every machine has, booted or restored: the VM,
+// guest RAM, initialized vCPUs, the vGIC and the devices.
+func create(cfg Config) (m *Machine, err error) {
+	m = &Machine{cfg: cfg, logger: cfg.Logger, stopped: make(chan struct{})}
+	if m.logger == nil {
+		m.logger = slog.Default()
+	}
+	m.bus.logger = m.logger
+	m.pause.init()
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+
 	if m.sys, err = kvm.Open(); err != nil {
 		return nil, err
 	}
@@ -144,27 +161,32 @@ func New(cfg Config) (m *Machine, err error) {
 	if err = m.vm.SetUserMemoryRegion(ramSlot, 0, arm64.RAMBase, cfg.MemoryBytes, m.ram.hostAddr()); err != nil {
 		return nil, err
 	}
-	if err = layout.load(m.ram, cfg.Kernel, cfg.Initrd, fdt); err != nil {
-		return nil, err
-	}
-	m.logger.Debug("guest memory laid out",
-		"ram", fmt.Sprintf("[%#x, +%d MiB)", uint64(arm64.RAMBase), cfg.MemoryBytes>>20),
-		"kernel", fmt.Sprintf("%#x-%#x", layout.kernelAddr, layout.kernelEnd),
-		"initrd", fmt.Sprintf("%#x-%#x", layout.initrdStart, layout.initrdEnd),
-		"fdt", fmt.Sprintf("%#x (%d bytes)", layout.fdtAddr, len(fdt)))
 
 	// vCPUs first, then the vGIC, whose initialization needs them all.
-	if err = m.createVCPUs(layout); err != nil {
+	if err = m.createVCPUs(); err != nil {
 		return nil, err
 	}
 	if m.gic, err = createGIC(m.vm); err != nil {
 		return nil, err
 	}
-
 	if err = m.attachDevices(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// boot loads the kernel, initrd and device tree and points vCPU 0 at the
+// kernel entry.
+func (m *Machine) boot(layout bootLayout, kernel, initrd, fdt []byte) error {
+	if err := layout.load(m.ram, kernel, initrd, fdt); err != nil {
+		return err
+	}
+	m.logger.Debug("guest memory laid out",
+		"ram", fmt.Sprintf("[%#x, +%d MiB)", uint64(arm64.RAMBase), m.cfg.MemoryBytes>>20),
+		"kernel", fmt.Sprintf("%#x-%#x", layout.kernelAddr, layout.kernelEnd),
+		"initrd", fmt.Sprintf("%#x-%#x", layout.initrdStart, layout.initrdEnd),
+		"fdt", fmt.Sprintf("%#x (%d bytes)", layout.fdtAddr, len(fdt)))
+	return m.setBootRegisters(layout)
 }
 
 // attachDevices puts the UART and the virtio transports on the MMIO bus.
@@ -226,6 +248,7 @@ func (m *Machine) stop(reason ExitReason, err error) {
 	m.stopOnce.Do(func() {
 		m.result, m.err = reason, err
 		close(m.stopped)
+		m.pause.wake()
 		for _, c := range m.vcpus {
 			c.kick()
 		}

@@ -28,10 +28,9 @@ type vcpu struct {
 	exits map[string]uint64
 }
 
-// createVCPUs creates and initializes every vCPU. vCPU 0 starts at the
-// kernel entry with x0 pointing at the device tree; the others start
+// createVCPUs creates and initializes every vCPU. All but vCPU 0 start
 // powered off until the kernel wakes them with PSCI CPU_ON.
-func (m *Machine) createVCPUs(layout bootLayout) error {
+func (m *Machine) createVCPUs() error {
 	init, err := m.vm.PreferredTarget()
 	if err != nil {
 		return err
@@ -53,7 +52,12 @@ func (m *Machine) createVCPUs(layout bootLayout) error {
 			return err
 		}
 	}
+	return nil
+}
 
+// setBootRegisters starts vCPU 0 at the kernel entry with x0 pointing at
+// the device tree, as the arm64 boot protocol requires.
+func (m *Machine) setBootRegisters(layout bootLayout) error {
 	boot := m.vcpus[0].kvm
 	regs := []struct {
 		id    uint64
@@ -91,6 +95,9 @@ func (c *vcpu) loop(m *Machine) {
 		reason, err := c.kvm.Run()
 		if errors.Is(err, unix.EINTR) {
 			c.kvm.SetImmediateExit(false)
+			if m.pause.isRequested() {
+				m.pause.park(m.stopped)
+			}
 			continue
 		}
 		if err != nil {

@@ -69,6 +69,8 @@ type Guest struct {
 	client  *agent.Client
 	logger  *slog.Logger
 	disk    *virtio.FileBacking
+	// opts are the options the guest was booted with, after defaults.
+	opts Options
 
 	// done is closed when the machine stopped; reason and err say why.
 	done   chan struct{}
@@ -80,28 +82,18 @@ type Guest struct {
 // Boot starts a guest and waits until its agent answers. The guest runs
 // until Shutdown or until ctx is done.
 func Boot(ctx context.Context, opts Options) (*Guest, error) {
-	opts, err := opts.withDefaults()
+	opts, err := opts.withDefaults(true)
 	if err != nil {
 		return nil, err
 	}
 
-	console, err := virtio.NewConsole([]virtio.ConsolePortConfig{
-		{Console: true},
-		{Name: agentPortName},
-	}, opts.Logger)
+	g := &Guest{logger: opts.Logger, done: make(chan struct{}), opts: opts}
+	devices, console, err := g.devices(opts)
 	if err != nil {
 		return nil, err
 	}
-	devices := []virtio.Device{console, virtio.NewEntropy(nil, opts.Logger)}
-
-	g := &Guest{logger: opts.Logger, done: make(chan struct{})}
 	cmdline := baseCmdline
 	if opts.RootFS != "" {
-		disk, err := g.rootDisk(opts)
-		if err != nil {
-			return nil, err
-		}
-		devices = append(devices, disk)
 		mode := "ro"
 		if opts.RootFSWritable {
 			mode = "rw"
@@ -128,18 +120,7 @@ func Boot(ctx context.Context, opts Options) (*Guest, error) {
 		g.closeDisk()
 		return nil, err
 	}
-	g.machine = m
-
-	// hvc0 carries nothing the host needs while the kernel logs to the
-	// UART, but its output must be drained so the guest never blocks on it.
-	go io.Copy(opts.KernelLog, console.Port(0))
-
-	runCtx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
-	go func() {
-		g.reason, g.err = m.Run(runCtx)
-		close(g.done)
-	}()
+	g.start(m, console, opts)
 
 	if err := g.connectAgent(ctx, console.Port(1), opts.AgentTimeout); err != nil {
 		g.Kill()
@@ -148,10 +129,46 @@ func Boot(ctx context.Context, opts Options) (*Guest, error) {
 	return g, nil
 }
 
+// devices creates the guest's virtio devices in board order: the console
+// (hvc0 and the agent port), the entropy device and the optional root disk.
+func (g *Guest) devices(opts Options) ([]virtio.Device, *virtio.Console, error) {
+	console, err := virtio.NewConsole([]virtio.ConsolePortConfig{
+		{Console: true},
+		{Name: agentPortName},
+	}, opts.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	devices := []virtio.Device{console, virtio.NewEntropy(nil, opts.Logger)}
+	if opts.RootFS != "" {
+		disk, err := g.rootDisk(opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		devices = append(devices, disk)
+	}
+	return devices, console, nil
+}
+
+// start runs the machine in the background and drains hvc0.
+func (g *Guest) start(m *vm.Machine, console *virtio.Console, opts Options) {
+	g.machine = m
+	drainConsole(opts.KernelLog, console)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	go func() {
+		g.reason, g.err = m.Run(runCtx)
+		close(g.done)
+	}()
+}
+
 // agentPortName is the virtio-console port name the guest init looks for.
 const agentPortName = "org.spore.agent"
 
-func (opts Options) withDefaults() (Options, error) {
+// withDefaults fills unset options. bootAssets selects whether the kernel
+// and initramfs are needed, which a restore does without.
+func (opts Options) withDefaults(bootAssets bool) (Options, error) {
 	if opts.MemoryBytes == 0 {
 		opts.MemoryBytes = DefaultMemoryBytes
 	}
@@ -167,14 +184,14 @@ func (opts Options) withDefaults() (Options, error) {
 	if opts.KernelLog == nil {
 		opts.KernelLog = io.Discard
 	}
-	if opts.Kernel == nil {
+	if bootAssets && opts.Kernel == nil {
 		kernel, err := DefaultKernel()
 		if err != nil {
 			return opts, err
 		}
 		opts.Kernel = kernel
 	}
-	if opts.Initrd == nil {
+	if bootAssets && opts.Initrd == nil {
 		archive, err := defaultInitrd(opts.RootFS != "")
 		if err != nil {
 			return opts, err

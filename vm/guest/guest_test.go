@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -109,4 +110,62 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestSnapshotRestoreInProcess snapshots a guest with a background counter
+// and a file in tmpfs, drops it, restores the snapshot into a new VM and
+// checks that the counter runs on from where it was and the file is there.
+func TestSnapshotRestoreInProcess(t *testing.T) {
+	g := bootTestGuest(t, Options{VCPUs: 2, MemoryBytes: 256 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	start := `echo before > /tmp/note; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done) >/dev/null 2>&1 &`
+	if status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/sh", "-c", start}}, nil, nil, nil); err != nil || status.Code != 0 {
+		t.Fatalf("start counter: status %v, err %v", status, err)
+	}
+	readCount := func(g *Guest) int {
+		t.Helper()
+		var out bytes.Buffer
+		status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/cat", "/tmp/count"}}, nil, &out, nil)
+		if err != nil || status.Code != 0 {
+			t.Fatalf("read counter: status %v, err %v", status, err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(out.String()))
+		if err != nil {
+			t.Fatalf("counter file holds %q", out.String())
+		}
+		return n
+	}
+	time.Sleep(2 * time.Second)
+	before := readCount(g)
+
+	snap, err := g.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Kill(); err != nil {
+		t.Logf("kill the original guest: %v", err)
+	}
+
+	console := &syncBuffer{}
+	restored, err := Restore(ctx, snap, Options{KernelLog: console})
+	if err != nil {
+		t.Fatalf("restore: %v\nconsole:\n%s", err, console.String())
+	}
+	defer restored.Shutdown(context.Background())
+
+	first := readCount(restored)
+	if first < before {
+		t.Errorf("counter went back from %d to %d across the restore", before, first)
+	}
+	time.Sleep(2 * time.Second)
+	if later := readCount(restored); later <= first {
+		t.Errorf("counter stopped after the restore: %d, then %d", first, later)
+	}
+
+	var note bytes.Buffer
+	if status, err := restored.Exec(ctx, agent.Request{Argv: []string{"/bin/cat", "/tmp/note"}}, nil, &note, nil); err != nil || status.Code != 0 || note.String() != "before\n" {
+		t.Errorf("tmpfs file after restore: %q (status %v, err %v), want %q", note.String(), status, err, "before\n")
+	}
 }
