@@ -84,6 +84,9 @@ type Machine struct {
 	mem        *virtio.Memory
 	transports []*virtio.Transport
 
+	// lazy serves guest RAM faults during a lazy restore; nil otherwise.
+	lazy *lazyMemory
+
 	// pause parks the vCPUs for Pause.
 	pause pauser
 
@@ -158,7 +161,9 @@ func create(cfg Config) (m *Machine, err error) {
 	if m.ram, err = newGuestRAM(arm64.RAMBase, cfg.MemoryBytes); err != nil {
 		return nil, err
 	}
-	if err = m.vm.SetUserMemoryRegion(ramSlot, 0, arm64.RAMBase, cfg.MemoryBytes, m.ram.hostAddr()); err != nil {
+	// Dirty logging is always on, so a capture can write only what
+	// changed since the machine started.
+	if err = m.vm.SetUserMemoryRegion(ramSlot, kvm.MemLogDirtyPages, arm64.RAMBase, cfg.MemoryBytes, m.ram.hostAddr()); err != nil {
 		return nil, err
 	}
 
@@ -270,6 +275,10 @@ func (m *Machine) Close() error {
 	}
 	if m.sys != nil {
 		errs = append(errs, m.sys.Close())
+	}
+	if m.lazy != nil {
+		m.lazy.close()
+		m.lazy = nil
 	}
 	if m.ram != nil {
 		errs = append(errs, m.ram.close())

@@ -15,9 +15,9 @@ import (
 // Guest assets of these tests. make e2e builds testdata/bootinit for arm64
 // and passes the gokrazy kernel's path in SPORE_TEST_KERNEL.
 const (
-	kernelEnv       = "SPORE_TEST_KERNEL"
-	bootinitBinary  = "testdata/bootinit.arm64"
-	bootinitHint    = "run the VM tests with make e2e, which builds it"
+	kernelEnv      = "SPORE_TEST_KERNEL"
+	bootinitBinary = "testdata/bootinit.arm64"
+	bootinitHint   = "run the VM tests with make e2e, which builds it"
 )
 
 // requireVMHost skips on hosts that cannot run arm64 guests, except in the

@@ -3,6 +3,8 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/spore-vm/spore/vm/virtio"
 )
@@ -15,16 +17,26 @@ type Snapshot struct {
 	GIC         GICState
 	// Devices are the virtio transports' states, in board order.
 	Devices []virtio.TransportState
-	// Memory is a copy of guest RAM.
-	//
-	// NOTE: a full copy, for in-process restore; capture into the object
-	// store writes only changed chunks and restore pages them in lazily.
+	// Memory is a copy of guest RAM, or nil when RAM is captured and
+	// restored by other means (the object store and a Pager).
 	Memory []byte
 }
 
-// Snapshot reads the machine's state. The machine must be paused, and its
-// devices must be quiet (no request in flight).
+// Snapshot reads the machine's state with a full copy of guest RAM. The
+// machine must be paused.
 func (m *Machine) Snapshot() (*Snapshot, error) {
+	s, err := m.SnapshotState()
+	if err != nil {
+		return nil, err
+	}
+	s.Memory = append([]byte(nil), m.ram.mem...)
+	return s, nil
+}
+
+// SnapshotState reads the machine's state without guest RAM; the caller
+// saves RAM itself, for example with CopyMemory and DirtyPages. The machine
+// must be paused.
+func (m *Machine) SnapshotState() (*Snapshot, error) {
 	if !m.pause.isRequested() {
 		return nil, errors.New("snapshot of a running machine: call Pause first")
 	}
@@ -49,15 +61,16 @@ func (m *Machine) Snapshot() (*Snapshot, error) {
 		}
 		s.Devices = append(s.Devices, state)
 	}
-	s.Memory = append([]byte(nil), m.ram.mem...)
 	return s, nil
 }
 
 // Restore creates a machine from a snapshot. cfg describes the same board
 // (memory size, vCPU count) with fresh devices of the same types in the same
 // order; its Kernel, Initrd and Cmdline are not used, because the guest is
-// already booted. The machine starts running at Run.
-func Restore(cfg Config, s *Snapshot) (*Machine, error) {
+// already booted. Guest RAM comes from s.Memory, or, when pager is not nil,
+// lazily from pager as the guest and the devices touch it. The machine
+// starts running at Run.
+func Restore(cfg Config, s *Snapshot, pager Pager) (*Machine, error) {
 	switch {
 	case cfg.MemoryBytes != s.MemoryBytes:
 		return nil, fmt.Errorf("snapshot has %d bytes of RAM, the configuration %d", s.MemoryBytes, cfg.MemoryBytes)
@@ -65,13 +78,24 @@ func Restore(cfg Config, s *Snapshot) (*Machine, error) {
 		return nil, fmt.Errorf("snapshot has %d vCPUs, the configuration %d", len(s.CPUs), cfg.VCPUs)
 	case len(cfg.Devices) != len(s.Devices):
 		return nil, fmt.Errorf("snapshot has %d virtio devices, the configuration %d", len(s.Devices), len(cfg.Devices))
-	case uint64(len(s.Memory)) != s.MemoryBytes:
+	case pager == nil && uint64(len(s.Memory)) != s.MemoryBytes:
 		return nil, fmt.Errorf("snapshot memory is %d bytes, expected %d", len(s.Memory), s.MemoryBytes)
 	}
 
 	m, err := create(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if pager != nil {
+		// Register RAM before anything touches it: restoring devices may
+		// read their rings.
+		m.lazy, err = startLazyMemory(m.ram, pager, func(err error) { m.stop(0, err) })
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+	} else {
+		copy(m.ram.mem, s.Memory)
 	}
 	if err := m.restore(s); err != nil {
 		m.Close()
@@ -81,7 +105,6 @@ func Restore(cfg Config, s *Snapshot) (*Machine, error) {
 }
 
 func (m *Machine) restore(s *Snapshot) error {
-	copy(m.ram.mem, s.Memory)
 	for i, c := range m.vcpus {
 		if err := c.restoreState(s.CPUs[i]); err != nil {
 			return err
@@ -97,4 +120,51 @@ func (m *Machine) restore(s *Snapshot) error {
 	}
 	m.logger.Debug("machine restored", "vcpus", len(m.vcpus), "memory_mib", s.MemoryBytes>>20, "devices", len(m.transports))
 	return nil
+}
+
+// PagerStats returns the counters of a lazy restore, zero for a machine
+// that was booted or restored from a full copy.
+func (m *Machine) PagerStats() PagerStats {
+	if m.lazy == nil {
+		return PagerStats{}
+	}
+	return m.lazy.snapshotStats()
+}
+
+// MemorySize returns the guest RAM size in bytes.
+func (m *Machine) MemorySize() uint64 { return m.ram.size() }
+
+// ReadAt copies guest RAM at offset off into p, as io.ReaderAt does. During a lazy restore
+// this pages in what it reads. The machine should be paused.
+func (m *Machine) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || uint64(off) >= m.ram.size() {
+		return 0, io.EOF
+	}
+	n := copy(p, m.ram.mem[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// DirtyPages returns a bitmap with one bit per 4 KiB page of guest RAM that
+// was written since the machine started or since the previous call: by the
+// guest (KVM's dirty log) or by the devices (virtio DMA). It resets both
+// logs. The machine should be paused.
+func (m *Machine) DirtyPages() ([]uint64, error) {
+	if os.Getpagesize() != virtio.PageSize {
+		return nil, fmt.Errorf("dirty tracking needs %d-byte host pages, this host has %d", virtio.PageSize, os.Getpagesize())
+	}
+	pages := m.ram.size() / virtio.PageSize
+	bitmap := make([]uint64, (pages+63)/64)
+	if err := m.vm.GetDirtyLog(ramSlot, bitmap); err != nil {
+		return nil, err
+	}
+	devices := m.mem.TakeDirtyBitmap()
+	for i := range bitmap {
+		if i < len(devices) {
+			bitmap[i] |= devices[i]
+		}
+	}
+	return bitmap, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spore-vm/spore/guest-init/agent"
 	"github.com/spore-vm/spore/guest-init/initrd"
+	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/vm"
 	"github.com/spore-vm/spore/vm/virtio"
 )
@@ -71,6 +72,14 @@ type Guest struct {
 	disk    *virtio.FileBacking
 	// opts are the options the guest was booted with, after defaults.
 	opts Options
+
+	// parent is the commit this guest was restored from or last captured
+	// to, and parentMemory that commit's memory index; ZeroID for a guest
+	// that was booted and never captured. Capture uses them to write only
+	// what changed.
+	parent, parentMemory objects.ID
+	// generation is the fork generation recorded in captures.
+	generation string
 
 	// done is closed when the machine stopped; reason and err say why.
 	done   chan struct{}

@@ -73,7 +73,7 @@ func Restore(ctx context.Context, s *Snapshot, opts Options) (*Guest, error) {
 		Console:     opts.KernelLog,
 		Devices:     devices,
 		Logger:      opts.Logger,
-	}, s.Machine)
+	}, s.Machine, nil)
 	if err != nil {
 		g.closeDisk()
 		return nil, fmt.Errorf("restore guest: %w", err)

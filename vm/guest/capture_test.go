@@ -1,0 +1,152 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spore-vm/spore/guest-init/agent"
+	"github.com/spore-vm/spore/objects"
+	"github.com/spore-vm/spore/refs"
+)
+
+// openTestStore opens a store in a temporary directory, served by this
+// process.
+func openTestStore(t *testing.T) (*objects.Store, *refs.Refs) {
+	t.Helper()
+	s, err := objects.Open(t.TempDir(), objects.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, refs.New(s.Backend())
+}
+
+// run runs a shell command in the guest and returns its stdout.
+func run(t *testing.T, ctx context.Context, g *Guest, script string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/sh", "-c", script}}, nil, &stdout, &stderr)
+	if err != nil || status.Code != 0 {
+		t.Fatalf("%q: status %v, err %v, stderr %q", script, status, err, stderr.String())
+	}
+	return stdout.String()
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		t.Fatalf("%q is not a number", s)
+	}
+	return n
+}
+
+// timerInterrupts sums the arch timer's interrupt counts over all CPUs.
+func timerInterrupts(t *testing.T, ctx context.Context, g *Guest) int {
+	t.Helper()
+	out := run(t, ctx, g, `grep arch_timer /proc/interrupts`)
+	total := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		fields := strings.Fields(line)
+		for _, f := range fields[1:] {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				break
+			}
+			total += n
+		}
+	}
+	return total
+}
+
+// TestCaptureResumeGenerations captures a booted guest with a background
+// counter and a tmpfs file, then resumes and captures again for five
+// generations. Each generation must keep the counter running from where it
+// was, keep the file, see timer interrupts rise, wake a sleeper on time,
+// page in only part of RAM, and store only chunks with dirty pages.
+func TestCaptureResumeGenerations(t *testing.T) {
+	g := bootTestGuest(t, Options{VCPUs: 2, MemoryBytes: 256 << 20})
+	store, refsDB := openTestStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	run(t, ctx, g, `echo kept > /tmp/note; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done) >/dev/null 2>&1 &`)
+	time.Sleep(time.Second)
+	count := atoi(t, run(t, ctx, g, "cat /tmp/count"))
+
+	id, stats, err := g.Capture(CaptureOptions{Store: store, Refs: refsDB, Ref: "refs/heads/gen0", Message: "generation 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Incremental {
+		t.Error("first capture claims to be incremental")
+	}
+	g.Kill()
+
+	for gen := 1; gen <= 5; gen++ {
+		console := &syncBuffer{}
+		resumed, err := Resume(ctx, store, id, "gen"+strconv.Itoa(gen-1), Options{KernelLog: console})
+		if err != nil {
+			t.Fatalf("generation %d: resume: %v\nconsole:\n%s", gen, err, console.String())
+		}
+
+		now := atoi(t, run(t, ctx, resumed, "cat /tmp/count"))
+		if now < count {
+			t.Errorf("generation %d: counter went back from %d to %d", gen, count, now)
+		}
+		if note := run(t, ctx, resumed, "cat /tmp/note"); note != "kept\n" {
+			t.Errorf("generation %d: tmpfs file reads %q, want %q", gen, note, "kept\n")
+		}
+
+		timerBefore := timerInterrupts(t, ctx, resumed)
+		sleep := run(t, ctx, resumed, `a=$(cut -d' ' -f1 /proc/uptime); sleep 1; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b"`)
+		fields := strings.Fields(sleep)
+		a, _ := strconv.ParseFloat(fields[0], 64)
+		b, _ := strconv.ParseFloat(fields[1], 64)
+		if slept := b - a; slept < 1 || slept > 30 {
+			t.Errorf("generation %d: sleep 1 took %.2f s of guest time", gen, slept)
+		}
+		if after := timerInterrupts(t, ctx, resumed); after <= timerBefore {
+			t.Errorf("generation %d: timer interrupts stuck at %d", gen, after)
+		}
+		count = atoi(t, run(t, ctx, resumed, "cat /tmp/count"))
+		if count <= now {
+			t.Errorf("generation %d: counter stopped at %d", gen, count)
+		}
+
+		paged := resumed.PagerStats()
+		ramChunks := uint64(256<<20) / uint64(objects.DefaultChunkSize)
+		if paged.ChunksCopied+paged.ChunksZeroed >= ramChunks {
+			t.Errorf("generation %d: resume paged in all %d chunks of RAM", gen, ramChunks)
+		}
+
+		next, stats, err := resumed.Capture(CaptureOptions{Store: store, Refs: refsDB, Ref: "refs/heads/gen" + strconv.Itoa(gen), Message: "generation " + strconv.Itoa(gen)})
+		if err != nil {
+			t.Fatalf("generation %d: capture: %v", gen, err)
+		}
+		if !stats.Incremental {
+			t.Errorf("generation %d: capture after a resume was not incremental", gen)
+		}
+		// Only chunks with dirty pages are written: at most their size
+		// (compression makes it smaller), plus the index nodes above them.
+		if limit := int64(stats.DirtyChunkBytes)*12/10 + 64<<10; stats.Memory.BytesWritten > limit {
+			t.Errorf("generation %d: wrote %d bytes of memory for %d bytes of dirty chunks", gen, stats.Memory.BytesWritten, stats.DirtyChunkBytes)
+		}
+		t.Logf("generation %d: paged in %d of %d chunks (%d faults), %d dirty pages in %d KiB of chunks, wrote %d KiB",
+			gen, paged.ChunksCopied+paged.ChunksZeroed, ramChunks, paged.Faults, stats.DirtyPages, stats.DirtyChunkBytes>>10, stats.Memory.BytesWritten>>10)
+
+		commit, err := store.GetCommit(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(commit.Parents) != 1 || commit.Parents[0] != id {
+			t.Errorf("generation %d: commit parents %v, want [%s]", gen, commit.Parents, id)
+		}
+		resumed.Kill()
+		id = next
+	}
+}

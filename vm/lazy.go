@@ -1,0 +1,180 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spore-vm/spore/vm/uffd"
+)
+
+// Pager supplies guest RAM on demand for a lazy restore. Offsets are
+// relative to the start of guest RAM and aligned to ChunkSize.
+type Pager interface {
+	// ChunkSize returns the granularity of ReadChunk, a multiple of the
+	// host page size.
+	ChunkSize() int
+	// ReadChunk returns the chunk at off. hole is true when the chunk is
+	// all zeros; data is then unused. The returned data may be shorter
+	// than ChunkSize only for the last chunk of RAM.
+	ReadChunk(off uint64) (data []byte, hole bool, err error)
+}
+
+// PagerStats counts the work of a lazy restore.
+type PagerStats struct {
+	// Faults is the number of missing-page faults served.
+	Faults uint64 `json:"faults"`
+	// ChunksCopied and ChunksZeroed count chunks filled from the pager and
+	// mapped as zero pages.
+	ChunksCopied uint64 `json:"chunks_copied"`
+	ChunksZeroed uint64 `json:"chunks_zeroed"`
+	// BytesRead is the chunk data the pager returned.
+	BytesRead uint64 `json:"bytes_read"`
+	// HandlerNanos is the time spent serving faults.
+	HandlerNanos uint64 `json:"handler_ns"`
+}
+
+// lazyMemory serves userfaultfd faults on guest RAM from a Pager.
+type lazyMemory struct {
+	fd    *uffd.FD
+	ram   *guestRAM
+	pager Pager
+	// failed records the first error of the handler; the VM is stopped
+	// with it, because a guest page that cannot be filled cannot run.
+	failed atomic.Pointer[error]
+	stats  struct {
+		faults, copied, zeroed, bytes, nanos atomic.Uint64
+	}
+	done chan struct{}
+}
+
+// startLazyMemory registers guest RAM with userfaultfd and serves faults
+// until close. onError is called once if a fault cannot be served.
+func startLazyMemory(ram *guestRAM, pager Pager, onError func(error)) (*lazyMemory, error) {
+	chunk := pager.ChunkSize()
+	if chunk <= 0 || chunk%os.Getpagesize() != 0 {
+		return nil, fmt.Errorf("pager chunk size %d is not a multiple of the page size %d", chunk, os.Getpagesize())
+	}
+	fd, err := uffd.Open()
+	if err != nil {
+		return nil, fmt.Errorf("lazy restore: %w", err)
+	}
+	if err := fd.Register(ram.hostAddr(), ram.size()); err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("lazy restore: %w", err)
+	}
+
+	l := &lazyMemory{fd: fd, ram: ram, pager: pager, done: make(chan struct{})}
+	go l.serve(onError)
+	return l, nil
+}
+
+func (l *lazyMemory) serve(onError func(error)) {
+	defer close(l.done)
+	for {
+		fault, err := l.fd.ReadFault()
+		if errors.Is(err, os.ErrClosed) {
+			return
+		}
+		if err == nil {
+			err = l.fill(fault.Address)
+		}
+		if err != nil {
+			l.failed.CompareAndSwap(nil, &err)
+			onError(err)
+			return
+		}
+	}
+}
+
+// fill fills the whole chunk around addr. Filling chunks rather than pages
+// matches the store's granularity, so each chunk is read once.
+func (l *lazyMemory) fill(addr uintptr) error {
+	start := time.Now()
+	defer func() { l.stats.nanos.Add(uint64(time.Since(start))) }()
+	l.stats.faults.Add(1)
+
+	base := l.ram.hostAddr()
+	chunk := uint64(l.pager.ChunkSize())
+	off := (uint64(addr-base) / chunk) * chunk
+	length := min(chunk, l.ram.size()-off)
+
+	data, hole, err := l.pager.ReadChunk(off)
+	if err != nil {
+		return fmt.Errorf("page in guest RAM at offset %#x: %w", off, err)
+	}
+	if hole {
+		l.stats.zeroed.Add(1)
+		return l.fillPages(base+uintptr(off), length, nil)
+	}
+	if uint64(len(data)) > length {
+		return fmt.Errorf("pager returned %d bytes for the chunk at %#x, RAM has %d there", len(data), off, length)
+	}
+	l.stats.copied.Add(1)
+	l.stats.bytes.Add(uint64(len(data)))
+	// A short chunk is padded with zeros to whole pages.
+	if uint64(len(data)) < length {
+		padded := make([]byte, length)
+		copy(padded, data)
+		data = padded
+	}
+	return l.fillPages(base+uintptr(off), length, data)
+}
+
+// fillPages copies data (or zero pages when data is nil) into the range. If
+// another fault already filled part of it, the rest is filled page by page,
+// skipping pages that exist.
+func (l *lazyMemory) fillPages(dst uintptr, length uint64, data []byte) error {
+	err := l.copyOrZero(dst, length, data)
+	if err == nil || !uffd.IsExist(err) {
+		return err
+	}
+	page := uint64(os.Getpagesize())
+	for p := uint64(0); p < length; p += page {
+		var part []byte
+		if data != nil {
+			part = data[p : p+page]
+		}
+		if err := l.copyOrZero(dst+uintptr(p), page, part); err != nil && !uffd.IsExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *lazyMemory) copyOrZero(dst uintptr, length uint64, data []byte) error {
+	for {
+		var err error
+		if data == nil {
+			err = l.fd.ZeroPage(dst, length)
+		} else {
+			err = l.fd.Copy(dst, data)
+		}
+		// EAGAIN: the mapping changed under the copy; try again.
+		if errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		return err
+	}
+}
+
+func (l *lazyMemory) snapshotStats() PagerStats {
+	return PagerStats{
+		Faults:       l.stats.faults.Load(),
+		ChunksCopied: l.stats.copied.Load(),
+		ChunksZeroed: l.stats.zeroed.Load(),
+		BytesRead:    l.stats.bytes.Load(),
+		HandlerNanos: l.stats.nanos.Load(),
+	}
+}
+
+// close stops serving. Guest RAM must not be touched afterwards unless
+// every page was filled.
+func (l *lazyMemory) close() {
+	l.fd.Close()
+	<-l.done
+}
