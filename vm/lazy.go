@@ -46,7 +46,10 @@ type lazyMemory struct {
 	// failed records the first error of the handler; the VM is stopped
 	// with it, because a guest page that cannot be filled cannot run.
 	failed atomic.Pointer[error]
-	stats  struct {
+	// present has one bit per chunk of RAM that is filled, so host-side
+	// accesses (ensure) skip chunks that need nothing.
+	present []atomic.Uint64
+	stats   struct {
 		faults, copied, zeroed, bytes, nanos atomic.Uint64
 	}
 	done chan struct{}
@@ -68,7 +71,9 @@ func startLazyMemory(ram *guestRAM, pager Pager, onError func(error)) (*lazyMemo
 		return nil, fmt.Errorf("lazy restore: %w", err)
 	}
 
-	l := &lazyMemory{fd: fd, ram: ram, pager: pager, done: make(chan struct{})}
+	chunks := (ram.size() + uint64(chunk) - 1) / uint64(chunk)
+	l := &lazyMemory{fd: fd, ram: ram, pager: pager, done: make(chan struct{}),
+		present: make([]atomic.Uint64, (chunks+63)/64)}
 	go l.serve(onError)
 	return l, nil
 }
@@ -81,6 +86,7 @@ func (l *lazyMemory) serve(onError func(error)) {
 			return
 		}
 		if err == nil {
+			l.stats.faults.Add(1)
 			err = l.fill(fault.Address)
 		}
 		if err != nil {
@@ -96,12 +102,12 @@ func (l *lazyMemory) serve(onError func(error)) {
 func (l *lazyMemory) fill(addr uintptr) error {
 	start := time.Now()
 	defer func() { l.stats.nanos.Add(uint64(time.Since(start))) }()
-	l.stats.faults.Add(1)
 
 	base := l.ram.hostAddr()
 	chunk := uint64(l.pager.ChunkSize())
 	off := (uint64(addr-base) / chunk) * chunk
 	length := min(chunk, l.ram.size()-off)
+	defer l.markPresent(off / chunk)
 
 	data, hole, err := l.pager.ReadChunk(off)
 	if err != nil {
@@ -160,6 +166,35 @@ func (l *lazyMemory) copyOrZero(dst uintptr, length uint64, data []byte) error {
 		}
 		return err
 	}
+}
+
+func (l *lazyMemory) markPresent(chunk uint64) {
+	l.present[chunk/64].Or(1 << (chunk % 64))
+}
+
+func (l *lazyMemory) isPresent(chunk uint64) bool {
+	return l.present[chunk/64].Load()&(1<<(chunk%64)) != 0
+}
+
+// ensure fills every chunk of [off, off+length) of RAM that is not present
+// yet, from the calling goroutine. Host code calls it before touching guest
+// RAM, so that no Go thread ever blocks in a userfaultfd fault: such a
+// thread cannot be preempted, and a garbage collection waiting for it would
+// also stop the fault handler.
+func (l *lazyMemory) ensure(off, length uint64) error {
+	if length == 0 {
+		return nil
+	}
+	chunk := uint64(l.pager.ChunkSize())
+	for c := off / chunk; c <= (off+length-1)/chunk; c++ {
+		if l.isPresent(c) {
+			continue
+		}
+		if err := l.fill(l.ram.hostAddr() + uintptr(c*chunk)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l *lazyMemory) snapshotStats() PagerStats {

@@ -29,7 +29,10 @@ func (m *Machine) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Memory = append([]byte(nil), m.ram.mem...)
+	s.Memory = make([]byte, m.ram.size())
+	if _, err := m.ReadAt(s.Memory, 0); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -94,6 +97,7 @@ func Restore(cfg Config, s *Snapshot, pager Pager) (*Machine, error) {
 			m.Close()
 			return nil, err
 		}
+		m.mem.SetPrefault(m.lazy.ensure)
 	} else {
 		copy(m.ram.mem, s.Memory)
 	}
@@ -139,6 +143,12 @@ func (m *Machine) MemorySize() uint64 { return m.ram.size() }
 func (m *Machine) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || uint64(off) >= m.ram.size() {
 		return 0, io.EOF
+	}
+	if m.lazy != nil {
+		length := min(uint64(len(p)), m.ram.size()-uint64(off))
+		if err := m.lazy.ensure(uint64(off), length); err != nil {
+			return 0, err
+		}
 	}
 	n := copy(p, m.ram.mem[off:])
 	if n < len(p) {

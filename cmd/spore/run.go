@@ -15,6 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/spore-vm/spore/guest-init/agent"
+	"github.com/spore-vm/spore/objects"
+	"github.com/spore-vm/spore/refs"
 	"github.com/spore-vm/spore/vm"
 	"github.com/spore-vm/spore/vm/guest"
 )
@@ -32,6 +34,9 @@ type RunCmd struct {
 	Initrd         string        `type:"existingfile" placeholder:"FILE" help:"Use this initramfs instead of the embedded guest init."`
 	RootFS         string        `name:"rootfs" type:"existingfile" placeholder:"FILE" help:"Mount this ext4 image as the guest's root file system (read-only unless --rootfs-writable)."`
 	RootFSWritable bool          `name:"rootfs-writable" help:"Mount --rootfs read-write; the guest's changes are written to the file."`
+	From           string        `placeholder:"REV" help:"Resume the guest captured in this commit (a ref or commit ID) instead of booting."`
+	Capture        string        `placeholder:"REF" help:"When the command exits with status 0, capture the guest into a commit and point REF (refs/heads/REF unless it starts with refs/) at it."`
+	Message        string        `short:"m" help:"Message of the --capture commit."`
 	Command        []string      `arg:"" optional:"" passthrough:"" help:"The command: after --, an argv run exactly; a single argument without --, a string run with /bin/sh -lc."`
 }
 
@@ -46,11 +51,19 @@ const (
 
 // runSummary is the --json record printed on stderr after the command.
 type runSummary struct {
-	ExitCode int    `json:"exit_code"`
-	Signal   int    `json:"signal,omitempty"`
-	BootMS   int64  `json:"boot_ms"`
-	RunMS    int64  `json:"run_ms"`
-	Kernel   string `json:"kernel,omitempty"`
+	ExitCode int   `json:"exit_code"`
+	Signal   int   `json:"signal,omitempty"`
+	BootMS   int64 `json:"boot_ms"`
+	RunMS    int64 `json:"run_ms"`
+	// From is the commit the guest was resumed from; Pager counts the
+	// memory it paged in.
+	From  string         `json:"from,omitempty"`
+	Pager *vm.PagerStats `json:"pager,omitempty"`
+	// Commit and Ref name the --capture commit; CaptureStats say what it
+	// wrote.
+	Commit       string              `json:"commit,omitempty"`
+	Ref          string              `json:"ref,omitempty"`
+	CaptureStats *guest.CaptureStats `json:"capture,omitempty"`
 }
 
 func (c *RunCmd) Run(g *Globals) error {
@@ -61,6 +74,12 @@ func (c *RunCmd) Run(g *Globals) error {
 	opts, err := c.options(g)
 	if err != nil {
 		return withExitCode(ExitUsage, err)
+	}
+	var captureRef string
+	if c.Capture != "" {
+		if captureRef, err = fullRefName(c.Capture); err != nil {
+			return withExitCode(ExitUsage, err)
+		}
 	}
 	if probe := vm.ProbeHost(); !probe.Usable {
 		return withExitCode(ExitRunHostUnsupported, fmt.Errorf("this host cannot run arm64 guests: %s", probe.Reason))
@@ -73,8 +92,29 @@ func (c *RunCmd) Run(g *Globals) error {
 		defer stop()
 	}
 
+	var store *objects.Store
+	var refsDB *refs.Refs
+	if c.From != "" || c.Capture != "" {
+		if store, refsDB, err = g.openStore(); err != nil {
+			return withExitCode(ExitRunFailed, err)
+		}
+		defer store.Close()
+	}
+
 	start := time.Now()
-	gst, err := guest.Boot(ctx, opts)
+	var gst *guest.Guest
+	var from objects.ID
+	if c.From != "" {
+		if from, err = resolveRevision(store, refsDB, c.From); err != nil {
+			if errors.Is(err, objects.ErrNotFound) {
+				return withExitCode(ExitUsage, fmt.Errorf("--from %s: no such ref or commit; spore refs lists them", c.From))
+			}
+			return err
+		}
+		gst, err = guest.Resume(ctx, store, from, c.From, opts)
+	} else {
+		gst, err = guest.Boot(ctx, opts)
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return withExitCode(ExitRunTimeout, fmt.Errorf("timed out after %v while the guest booted", c.Timeout))
@@ -87,9 +127,33 @@ func (c *RunCmd) Run(g *Globals) error {
 	status, runErr := c.execute(ctx, gst, req)
 	finished := time.Now()
 
+	summary := runSummary{
+		ExitCode: status.Code,
+		Signal:   status.Signal,
+		BootMS:   booted.Sub(start).Milliseconds(),
+		RunMS:    finished.Sub(booted).Milliseconds(),
+	}
+	if c.From != "" {
+		stats := gst.PagerStats()
+		summary.From, summary.Pager = from.String(), &stats
+	}
+	var captureErr error
+	captured := false
+	if runErr == nil && captureRef != "" {
+		if status.Code != 0 {
+			fmt.Fprintf(os.Stderr, "spore: not captured: the command exited with status %d\n", status.Code)
+		} else {
+			summary.Commit, summary.CaptureStats, captureErr = c.capture(gst, store, refsDB, captureRef)
+			summary.Ref = captureRef
+			captured = true
+		}
+	}
+
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if runErr != nil {
+	// A captured guest stays paused, so it is stopped rather than asked to
+	// power off; its state lives on in the commit.
+	if runErr != nil || captured {
 		gst.Kill()
 	} else if err := gst.Shutdown(shutdownCtx); err != nil {
 		slog.Warn("guest shutdown failed", "err", err)
@@ -103,18 +167,58 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 
 	if g.JSON {
-		writeJSON(os.Stderr, runSummary{
-			ExitCode: status.Code,
-			Signal:   status.Signal,
-			BootMS:   booted.Sub(start).Milliseconds(),
-			RunMS:    finished.Sub(booted).Milliseconds(),
-			Kernel:   c.Kernel,
-		})
+		writeJSON(os.Stderr, summary)
+	}
+	if captureErr != nil {
+		return withExitCode(ExitRunFailed, fmt.Errorf("capture into %s: %w", captureRef, captureErr))
 	}
 	if status.Code != 0 {
 		return withExitCode(status.Code, errSilent)
 	}
 	return nil
+}
+
+// capture commits the guest and prints the commit on stderr.
+func (c *RunCmd) capture(gst *guest.Guest, store *objects.Store, refsDB *refs.Refs, ref string) (string, *guest.CaptureStats, error) {
+	message := c.Message
+	if message == "" {
+		message = "spore run " + strings.Join(c.Command, " ")
+	}
+	id, stats, err := gst.Capture(guest.CaptureOptions{
+		Store:   store,
+		Refs:    refsDB,
+		Ref:     ref,
+		Author:  captureAuthor(),
+		Message: message,
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(os.Stderr, "spore: captured %s as %s\n", refs.ShortName(ref), id.String()[:12])
+	return id.String(), &stats, nil
+}
+
+// captureAuthor names the user and host that made a commit.
+func captureAuthor() string {
+	user := os.Getenv("USER")
+	if user == "" {
+		user = fmt.Sprintf("uid %d", os.Getuid())
+	}
+	host, _ := os.Hostname()
+	return user + "@" + host
+}
+
+// fullRefName turns a branch name into refs/heads/NAME; names that start
+// with refs/ stay as they are.
+func fullRefName(name string) (string, error) {
+	full := name
+	if !strings.HasPrefix(name, "refs/") {
+		full = "refs/heads/" + name
+	}
+	if err := refs.ValidateName(full); err != nil {
+		return "", fmt.Errorf("invalid --capture %q: %w", name, err)
+	}
+	return full, nil
 }
 
 // request builds the agent request from the command and flags.

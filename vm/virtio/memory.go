@@ -50,6 +50,31 @@ type Memory struct {
 	base  uint64
 	data  []byte
 	dirty []atomic.Uint64 // bit i of word w is the page at base+(64*w+i)*PageSize
+	// prefault, when set, runs before every access that touches data, so
+	// that RAM restored lazily is filled before the device reads or writes
+	// it. Set once before the devices run.
+	prefault func(off, length uint64) error
+}
+
+// SetPrefault installs a function that makes [off, off+length) of RAM
+// present before the device side touches it. A VMM that fills guest RAM
+// lazily through userfaultfd needs it: a Go goroutine that faulted on a
+// missing page would block its thread where the Go runtime cannot preempt
+// it, and the fault handler, also Go code, could then wait forever for a
+// garbage collection that waits for that thread. Call it before any device
+// runs.
+func (m *Memory) SetPrefault(f func(off, length uint64) error) { m.prefault = f }
+
+// access checks an access like offset and makes the range present.
+func (m *Memory) access(op string, addr, length uint64) (uint64, error) {
+	off, err := m.offset(op, addr, length)
+	if err != nil || m.prefault == nil || length == 0 {
+		return off, err
+	}
+	if err := m.prefault(off, length); err != nil {
+		return 0, fmt.Errorf("%s guest memory at %#x: %w", op, addr, err)
+	}
+	return off, nil
 }
 
 // NewMemory returns a Memory over data, which is mapped in the guest at the
@@ -103,7 +128,7 @@ func (m *Memory) Check(addr, length uint64) error {
 
 // Read copies len(p) bytes of guest memory at addr into p.
 func (m *Memory) Read(addr uint64, p []byte) error {
-	off, err := m.offset("read", addr, uint64(len(p)))
+	off, err := m.access("read", addr, uint64(len(p)))
 	if err != nil {
 		return err
 	}
@@ -113,7 +138,7 @@ func (m *Memory) Read(addr uint64, p []byte) error {
 
 // Write copies p into guest memory at addr and marks the pages dirty.
 func (m *Memory) Write(addr uint64, p []byte) error {
-	off, err := m.offset("write", addr, uint64(len(p)))
+	off, err := m.access("write", addr, uint64(len(p)))
 	if err != nil {
 		return err
 	}
@@ -126,7 +151,7 @@ func (m *Memory) Write(addr uint64, p []byte) error {
 // slice aliases guest RAM, whose contents the guest may change at any time.
 // Callers must not write through it; use WritableSlice for that.
 func (m *Memory) Slice(addr, length uint64) ([]byte, error) {
-	off, err := m.offset("read", addr, length)
+	off, err := m.access("read", addr, length)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +161,7 @@ func (m *Memory) Slice(addr, length uint64) ([]byte, error) {
 // WritableSlice returns the guest memory at [addr, addr+length) for writing
 // and marks its pages dirty before returning.
 func (m *Memory) WritableSlice(addr, length uint64) ([]byte, error) {
-	off, err := m.offset("write", addr, length)
+	off, err := m.access("write", addr, length)
 	if err != nil {
 		return nil, err
 	}

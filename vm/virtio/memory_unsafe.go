@@ -15,7 +15,7 @@ func aligned8(data []byte) bool {
 // multiple of PageSize long, so the word lies inside data whenever the
 // 2-byte range does.
 func (m *Memory) word(addr uint64) (*uint32, uint64, error) {
-	off, err := m.offset("atomic access", addr, 2)
+	off, err := m.access("atomic access", addr, 2)
 	if err != nil {
 		return nil, 0, err
 	}
