@@ -42,3 +42,21 @@ func TestRegSize(t *testing.T) {
 		t.Errorf("fpsr size %d, want 4", n)
 	}
 }
+
+func TestRegName(t *testing.T) {
+	cases := map[uint64]string{
+		RegX(0):            "x0",
+		RegX(30):           "x30",
+		RegPC:              "pc",
+		RegV(31):           "v31",
+		RegSPSR(2):         "spsr[2]",
+		0x603000000013c000: "MIDR_EL1",
+		0x603000000013c001: "S3_0_C0_C0_1",
+		0x6030000000140000: "0x6030000000140000",
+	}
+	for id, want := range cases {
+		if got := RegName(id); got != want {
+			t.Errorf("RegName(%#x) = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -136,6 +136,9 @@ func (c *RunCmd) Run(g *Globals) error {
 	if c.From != "" {
 		stats := gst.PagerStats()
 		summary.From, summary.Pager = from.String(), &stats
+		slog.Debug("lazy memory restore", "commit", from.String(), "faults", stats.Faults,
+			"chunks_copied", stats.ChunksCopied, "chunks_zeroed", stats.ChunksZeroed,
+			"bytes_read", stats.BytesRead, "handler_ms", stats.HandlerNanos/1e6)
 	}
 	var captureErr error
 	captured := false

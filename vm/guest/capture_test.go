@@ -3,6 +3,7 @@ package guest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/spore-vm/spore/guest-init/agent"
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
+	"github.com/spore-vm/spore/vm"
 )
 
 // openTestStore opens a store in a temporary directory, served by this
@@ -148,5 +150,51 @@ func TestCaptureResumeGenerations(t *testing.T) {
 		}
 		resumed.Kill()
 		id = next
+	}
+}
+
+// TestResumeChecksPlatformAndClock resumes a commit whose platform contract
+// names another CPU, which must fail naming the field, and then the real
+// commit, whose guest clock must be set from the host.
+func TestResumeChecksPlatformAndClock(t *testing.T) {
+	g := bootTestGuest(t, Options{})
+	store, refsDB := openTestStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	id, _, err := g.Capture(CaptureOptions{Store: store, Refs: refsDB, Ref: "refs/heads/base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Kill()
+
+	commit, err := store.GetCommit(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := *commit
+	foreign.Platform = map[string]string{}
+	for k, v := range commit.Platform {
+		foreign.Platform[k] = v
+	}
+	foreign.Platform["vcpu.midr_el1"] = "0x410fd0c0"
+	foreignID, err := store.PutCommit(&foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Resume(ctx, store, foreignID, "foreign", Options{})
+	var platformErr *vm.PlatformError
+	if !errors.As(err, &platformErr) || platformErr.Field != "vcpu.midr_el1" {
+		t.Fatalf("resume of a commit from another CPU: %v, want a platform error naming vcpu.midr_el1", err)
+	}
+
+	resumed, err := Resume(ctx, store, id, "base", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Kill()
+	guestTime := atoi(t, run(t, ctx, resumed, "date +%s"))
+	if skew := time.Now().Unix() - int64(guestTime); skew < -60 || skew > 60 {
+		t.Errorf("guest clock is %d s off the host after resume", skew)
 	}
 }
