@@ -98,9 +98,23 @@ func TestCaptureThenResume(t *testing.T) {
 	if len(history) != 2 || history[0].ID != s.Commit || len(history[0].Parents) != 1 || history[0].Parents[0] != history[1].ID {
 		t.Errorf("log of child is not child -> base: %+v", history)
 	}
+
+	// The saved state is readable by name.
+	for entry, want := range map[string][]string{
+		"vcpu/0":      {"pc ", "pstate ", "MIDR_EL1 "},
+		"devices/gic": {"distributor:", "ICC_SRE_EL1"},
+		"config":      {`"memory_bytes": 268435456`},
+	} {
+		r = spore(t, "", "--store", store, "show", "child:"+entry)
+		for _, w := range want {
+			if r.code != 0 || !strings.Contains(r.stdout, w) {
+				t.Errorf("show child:%s lacks %q (status %d):\n%s%s", entry, w, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
 }
 
-func TestResumeUnknownRef(t *testing.T) {
+func TestResumeUnknownRefFails(t *testing.T) {
 	sporeBinary(t)
 	r := spore(t, "", "--store", t.TempDir(), "run", "--from", "no-such-ref", "--", "/bin/true")
 	if r.code != 2 || !strings.Contains(r.stderr, "no-such-ref") {
