@@ -37,6 +37,7 @@ type RunCmd struct {
 	From           string        `placeholder:"REV" help:"Resume the guest captured in this commit (a ref or commit ID) instead of booting."`
 	Capture        string        `placeholder:"REF" help:"When the command exits with status 0, capture the guest into a commit and point REF (refs/heads/REF unless it starts with refs/) at it."`
 	Message        string        `short:"m" help:"Message of the --capture commit."`
+	CaptureAfter   time.Duration `placeholder:"DURATION" help:"With --capture: capture the guest this long after the command started, while it runs, and stop. spore run --from REF without a command then attaches to it."`
 	Command        []string      `arg:"" optional:"" passthrough:"" help:"The command: after --, an argv run exactly; a single argument without --, a string run with /bin/sh -lc."`
 }
 
@@ -61,7 +62,9 @@ type runSummary struct {
 	Pager *vm.PagerStats `json:"pager,omitempty"`
 	// Commit and Ref name the --capture commit; CaptureStats say what it
 	// wrote.
-	Commit       string              `json:"commit,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	// Running is true when the command was still running at capture.
+	Running      bool                `json:"running,omitempty"`
 	Ref          string              `json:"ref,omitempty"`
 	CaptureStats *guest.CaptureStats `json:"capture,omitempty"`
 }
@@ -74,6 +77,9 @@ func (c *RunCmd) Run(g *Globals) error {
 	opts, err := c.options(g)
 	if err != nil {
 		return withExitCode(ExitUsage, err)
+	}
+	if c.CaptureAfter > 0 && c.Capture == "" {
+		return withExitCode(ExitUsage, errors.New("--capture-after needs --capture REF"))
 	}
 	var captureRef string
 	if c.Capture != "" {
@@ -124,8 +130,12 @@ func (c *RunCmd) Run(g *Globals) error {
 	booted := time.Now()
 	slog.Debug("guest booted", "boot_ms", booted.Sub(start).Milliseconds())
 
-	status, runErr := c.execute(ctx, gst, req)
+	status, running, runErr := c.execute(ctx, gst, req)
 	finished := time.Now()
+	if errors.Is(runErr, errNoSavedSession) {
+		gst.Kill()
+		return withExitCode(ExitUsage, fmt.Errorf("no command given, and %s was captured with no command running: give a command", c.From))
+	}
 
 	summary := runSummary{
 		ExitCode: status.Code,
@@ -142,11 +152,15 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	var captureErr error
 	captured := false
-	if runErr == nil && captureRef != "" {
+	if running != nil {
+		summary.Commit, summary.CaptureStats, captureErr = c.capture(gst, store, refsDB, captureRef, running)
+		summary.Ref, summary.Running = captureRef, true
+		captured = true
+	} else if runErr == nil && captureRef != "" {
 		if status.Code != 0 {
 			fmt.Fprintf(os.Stderr, "spore: not captured: the command exited with status %d\n", status.Code)
 		} else {
-			summary.Commit, summary.CaptureStats, captureErr = c.capture(gst, store, refsDB, captureRef)
+			summary.Commit, summary.CaptureStats, captureErr = c.capture(gst, store, refsDB, captureRef, nil)
 			summary.Ref = captureRef
 			captured = true
 		}
@@ -181,49 +195,6 @@ func (c *RunCmd) Run(g *Globals) error {
 	return nil
 }
 
-// capture commits the guest and prints the commit on stderr.
-func (c *RunCmd) capture(gst *guest.Guest, store *objects.Store, refsDB *refs.Refs, ref string) (string, *guest.CaptureStats, error) {
-	message := c.Message
-	if message == "" {
-		message = "spore run " + strings.Join(c.Command, " ")
-	}
-	id, stats, err := gst.Capture(guest.CaptureOptions{
-		Store:   store,
-		Refs:    refsDB,
-		Ref:     ref,
-		Author:  captureAuthor(),
-		Message: message,
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	fmt.Fprintf(os.Stderr, "spore: captured %s as %s\n", refs.ShortName(ref), id.String()[:12])
-	return id.String(), &stats, nil
-}
-
-// captureAuthor names the user and host that made a commit.
-func captureAuthor() string {
-	user := os.Getenv("USER")
-	if user == "" {
-		user = fmt.Sprintf("uid %d", os.Getuid())
-	}
-	host, _ := os.Hostname()
-	return user + "@" + host
-}
-
-// fullRefName turns a branch name into refs/heads/NAME; names that start
-// with refs/ stay as they are.
-func fullRefName(name string) (string, error) {
-	full := name
-	if !strings.HasPrefix(name, "refs/") {
-		full = "refs/heads/" + name
-	}
-	if err := refs.ValidateName(full); err != nil {
-		return "", fmt.Errorf("invalid --capture %q: %w", name, err)
-	}
-	return full, nil
-}
-
 // request builds the agent request from the command and flags.
 func (c *RunCmd) request() (agent.Request, error) {
 	req := agent.Request{Env: c.Env, Dir: c.Workdir, TTY: c.TTY}
@@ -241,6 +212,8 @@ func (c *RunCmd) request() (agent.Request, error) {
 		command = command[1:]
 	}
 	switch {
+	case len(command) == 0 && c.From != "":
+		// Attach to the command saved in the commit, checked after resume.
 	case len(command) == 0:
 		return req, errors.New("no command given: use spore run -- CMD [ARGS...] or spore run 'SHELL STRING'")
 	case argv || len(command) > 1:
@@ -287,9 +260,15 @@ func (c *RunCmd) options(g *Globals) (guest.Options, error) {
 	return opts, nil
 }
 
-// execute runs the request, with the local terminal in raw mode for -t,
-// and forwards SIGINT and SIGTERM to the guest command.
-func (c *RunCmd) execute(ctx context.Context, gst *guest.Guest, req agent.Request) (agent.ExitStatus, error) {
+// errNoSavedSession means there is no command to run or attach to.
+var errNoSavedSession = errors.New("no saved session")
+
+// execute runs the request, or attaches to the command saved in the
+// resumed commit when the request is empty, with the local terminal in raw
+// mode for -t, and forwards SIGINT and SIGTERM to the guest command. With
+// --capture-after it returns the still running session when that time is
+// up, for the caller to capture.
+func (c *RunCmd) execute(ctx context.Context, gst *guest.Guest, req agent.Request) (agent.ExitStatus, *agent.Session, error) {
 	var stdin io.Reader
 	if c.Interactive {
 		stdin = os.Stdin
@@ -302,15 +281,15 @@ func (c *RunCmd) execute(ctx context.Context, gst *guest.Guest, req agent.Reques
 		if term.IsTerminal(int(os.Stdin.Fd())) && c.Interactive {
 			state, err := term.MakeRaw(int(os.Stdin.Fd()))
 			if err != nil {
-				return agent.ExitStatus{}, fmt.Errorf("set the terminal to raw mode: %w", err)
+				return agent.ExitStatus{}, nil, fmt.Errorf("set the terminal to raw mode: %w", err)
 			}
 			defer term.Restore(int(os.Stdin.Fd()), state)
 		}
 	}
 
-	session, err := gst.Agent().Start(ctx, req, stdin, os.Stdout, os.Stderr)
+	session, err := c.startOrAttach(ctx, gst, req, stdin)
 	if err != nil {
-		return agent.ExitStatus{}, err
+		return agent.ExitStatus{}, nil, err
 	}
 
 	signals := make(chan os.Signal, 4)
@@ -328,7 +307,43 @@ func (c *RunCmd) execute(ctx context.Context, gst *guest.Guest, req agent.Reques
 		}
 	}()
 
-	return session.Wait(ctx)
+	if c.CaptureAfter <= 0 {
+		status, err := session.Wait(ctx)
+		return status, nil, err
+	}
+
+	type result struct {
+		status agent.ExitStatus
+		err    error
+	}
+	finished := make(chan result, 1)
+	go func() {
+		status, err := session.Wait(ctx)
+		finished <- result{status, err}
+	}()
+	select {
+	case r := <-finished:
+		return r.status, nil, r.err
+	case <-time.After(c.CaptureAfter):
+		return agent.ExitStatus{}, session, nil
+	}
+}
+
+// startOrAttach starts the request, or attaches to the saved session of
+// the resumed commit when the request has no command.
+func (c *RunCmd) startOrAttach(ctx context.Context, gst *guest.Guest, req agent.Request, stdin io.Reader) (*agent.Session, error) {
+	if req.Argv != nil || req.Shell != "" {
+		return gst.Agent().Start(ctx, req, stdin, os.Stdout, os.Stderr)
+	}
+	saved := gst.SavedSession()
+	if saved == nil {
+		return nil, errNoSavedSession
+	}
+	return gst.Agent().Attach(ctx, agent.AttachRequest{
+		Session:    saved.Session,
+		StdoutFrom: saved.StdoutOffset,
+		StderrFrom: saved.StderrOffset,
+	}, stdin, os.Stdout, os.Stderr)
 }
 
 func terminalSize() (rows, cols uint16, ok bool) {

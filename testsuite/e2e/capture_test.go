@@ -121,3 +121,45 @@ func TestResumeUnknownRefFails(t *testing.T) {
 		t.Errorf("resume of an unknown ref: status %d, stderr %q; want 2 and the name", r.code, r.stderr)
 	}
 }
+
+// TestCaptureRunningCommandAndAttach captures a guest while its command
+// still runs, then resumes the commit without a command: spore attaches to
+// the saved session and its output continues where it stopped, with no
+// line lost or repeated.
+func TestCaptureRunningCommandAndAttach(t *testing.T) {
+	sporeBinary(t)
+	store := t.TempDir()
+
+	count := `i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo line $i; sleep 0.2; done; exit 7`
+	r := spore(t, "", "--store", store, "run", "--capture", "live", "--capture-after", "10s", "--", "/bin/sh", "-c", count)
+	if r.code != 0 || !strings.Contains(r.stderr, "still running") {
+		t.Fatalf("capture of a running command: status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	before := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(before) == 0 || len(before) >= 200 {
+		t.Fatalf("output before the capture has %d lines, expected some but not all 200", len(before))
+	}
+
+	r = spore(t, "", "--store", store, "run", "--from", "live")
+	if r.code != 7 {
+		t.Errorf("attached command exited %d, want its own status 7\nstderr:\n%s", r.code, r.stderr)
+	}
+	all := append(before, strings.Split(strings.TrimSpace(r.stdout), "\n")...)
+	if len(all) != 200 {
+		t.Fatalf("%d lines before and after the capture together, want 200:\n%s", len(all), strings.Join(all, "\n"))
+	}
+	for i, line := range all {
+		if want := "line " + strconv.Itoa(i+1); line != want {
+			t.Fatalf("line %d is %q, want %q", i+1, line, want)
+		}
+	}
+
+	r = spore(t, "", "--store", store, "run", "--from", "live", "--capture", "again", "--", "/bin/true")
+	if r.code != 0 {
+		t.Fatalf("resume with a command: status %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	r = spore(t, "", "--store", store, "run", "--from", "again")
+	if r.code != 2 || !strings.Contains(r.stderr, "give a command") {
+		t.Errorf("attach to a commit without a running command: status %d, stderr %q; want 2 and a hint", r.code, r.stderr)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"time"
 
+	"github.com/spore-vm/spore/guest-init/agent"
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
 	"github.com/spore-vm/spore/vm"
@@ -15,6 +16,7 @@ import (
 
 // Tree entry names of a captured commit.
 const (
+	entryAgent   = "agent"
 	entryConfig  = "config"
 	entryMemory  = "memory"
 	entryGIC     = "devices/gic"
@@ -42,6 +44,21 @@ type CaptureOptions struct {
 	Ref     string
 	Author  string
 	Message string
+	// Session, when set, is a command still running in the guest. Its
+	// session ID and stream offsets are saved in the commit's "agent"
+	// entry, so a resume can attach to it and continue its output. The
+	// agent connection is closed by the capture.
+	Session *agent.Session
+}
+
+// SessionState is a running command saved in a commit.
+type SessionState struct {
+	Version int    `json:"version"`
+	Session uint32 `json:"session"`
+	// StdoutOffset and StderrOffset count the output bytes the host had
+	// received at capture time; an attach continues from there.
+	StdoutOffset uint64 `json:"stdout_offset"`
+	StderrOffset uint64 `json:"stderr_offset"`
 }
 
 // CaptureStats describe what a capture wrote.
@@ -82,6 +99,13 @@ func (g *Guest) Capture(opts CaptureOptions) (objects.ID, CaptureStats, error) {
 	if err != nil {
 		return objects.ZeroID, stats, err
 	}
+	if opts.Session != nil {
+		entry, err := g.sessionEntry(opts.Store, opts.Session)
+		if err != nil {
+			return objects.ZeroID, stats, err
+		}
+		entries = append(entries, entry)
+	}
 	entries = append(entries, objects.TreeEntry{Name: entryMemory, Kind: objects.KindTree, ID: memory})
 
 	tree, err := objects.NewTree(entries)
@@ -117,6 +141,23 @@ func (g *Guest) Capture(opts CaptureOptions) (objects.ID, CaptureStats, error) {
 	g.logger.Debug("guest captured", "commit", id.String(), "ref", opts.Ref, "incremental", stats.Incremental,
 		"dirty_pages", stats.DirtyPages, "bytes_written", stats.Memory.BytesWritten)
 	return id, stats, nil
+}
+
+// sessionEntry closes the agent connection, which makes the session's
+// output offsets final, and stores them. The guest is paused, so the agent
+// keeps every byte past these offsets until a later connection takes it.
+func (g *Guest) sessionEntry(store *objects.Store, session *agent.Session) (objects.TreeEntry, error) {
+	g.client.Close()
+	stdout, stderr := session.Offsets()
+	data, err := json.Marshal(SessionState{Version: 1, Session: session.ID(), StdoutOffset: stdout, StderrOffset: stderr})
+	if err != nil {
+		return objects.TreeEntry{}, err
+	}
+	id, err := store.Put(objects.KindChunk, data)
+	if err != nil {
+		return objects.TreeEntry{}, fmt.Errorf("store %s: %w", entryAgent, err)
+	}
+	return objects.TreeEntry{Name: entryAgent, Kind: objects.KindChunk, ID: id}, nil
 }
 
 // moveRef points ref at id if it still has the value read just before, so

@@ -80,6 +80,8 @@ type Guest struct {
 	parent, parentMemory objects.ID
 	// generation is the fork generation recorded in captures.
 	generation string
+	// session is the running command saved in the resumed commit, or nil.
+	session *SessionState
 
 	// done is closed when the machine stopped; reason and err say why.
 	done   chan struct{}

@@ -51,6 +51,10 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
+	session, err := loadSession(store, tree)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", name, err)
+	}
 	_, chunkSize, err := store.IndexSize(memory)
 	if err != nil {
 		return nil, fmt.Errorf("read the memory index of %s: %w", name, err)
@@ -68,7 +72,7 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	}
 
 	g := &Guest{logger: opts.Logger, done: make(chan struct{}), opts: opts,
-		parent: id, parentMemory: memory, generation: commit.Generation}
+		parent: id, parentMemory: memory, generation: commit.Generation, session: session}
 	devices, console, err := g.devices(opts)
 	if err != nil {
 		return nil, err
@@ -121,6 +125,29 @@ func (g *Guest) refreshClock(ctx context.Context) error {
 		return fmt.Errorf("set the resumed guest's clock: %w", err)
 	}
 	return nil
+}
+
+// SavedSession returns the command that was running when the resumed
+// commit was captured, or nil.
+func (g *Guest) SavedSession() *SessionState { return g.session }
+
+// loadSession reads the optional "agent" entry.
+func loadSession(store *objects.Store, tree *objects.Tree) (*SessionState, error) {
+	for _, e := range tree.Entries {
+		if e.Name != entryAgent {
+			continue
+		}
+		_, data, err := store.Get(e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", entryAgent, err)
+		}
+		var s SessionState
+		if err := json.Unmarshal(data, &s); err != nil || s.Version != 1 {
+			return nil, fmt.Errorf("decode %s: version %d, %v", entryAgent, s.Version, err)
+		}
+		return &s, nil
+	}
+	return nil, nil
 }
 
 // PagerStats returns the counters of the lazy memory restore.
