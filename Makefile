@@ -103,7 +103,7 @@ else
 endif
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 install: build
 	install -d $(BINDIR) $(SHAREDIR)/kernel $(SHAREDIR)/busybox

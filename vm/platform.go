@@ -40,7 +40,10 @@ func (s *Snapshot) Platform() map[string]string {
 		"vgic":          "v3",
 		"page_size":     strconv.Itoa(os.Getpagesize()),
 		"ram_bytes":     strconv.FormatUint(s.MemoryBytes, 10),
-		"vcpus":         strconv.Itoa(len(s.CPUs)),
+		// The guest computes time from the counter at this rate, and the
+		// rate is the host's: KVM cannot change it.
+		"timer_hz": strconv.FormatUint(timerFrequency(), 10),
+		"vcpus":    strconv.Itoa(len(s.CPUs)),
 	}
 	if len(s.CPUs) > 0 {
 		for name, id := range platformRegisters {
@@ -54,8 +57,8 @@ func (s *Snapshot) Platform() map[string]string {
 	return p
 }
 
-// PlatformError says which field of a commit's platform contract this host
-// does not meet.
+// PlatformError names the field of a commit's platform contract that this
+// host does not meet.
 type PlatformError struct {
 	Field      string
 	Commit     string

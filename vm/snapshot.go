@@ -37,7 +37,7 @@ func (m *Machine) Snapshot() (*Snapshot, error) {
 }
 
 // SnapshotState reads the machine's state without guest RAM; the caller
-// saves RAM itself, for example with CopyMemory and DirtyPages. The machine
+// saves RAM itself, for example with ReadAt and DirtyPages. The machine
 // must be paused.
 func (m *Machine) SnapshotState() (*Snapshot, error) {
 	if !m.pause.isRequested() {

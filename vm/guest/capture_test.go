@@ -172,6 +172,11 @@ func TestResumeChecksPlatformAndClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, field := range []string{"arch", "board_version", "timer_hz", "vcpu.id_aa64pfr0_el1", "ram_bytes"} {
+		if v := commit.Platform[field]; v == "" || v == "0" {
+			t.Errorf("platform contract field %s is %q", field, v)
+		}
+	}
 	foreign := *commit
 	foreign.Platform = map[string]string{}
 	for k, v := range commit.Platform {
