@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/spore-vm/spore/arch/arm64"
 	"github.com/spore-vm/spore/vm/kvm"
@@ -243,8 +244,28 @@ func (m *Machine) Run(ctx context.Context) (ExitReason, error) {
 	case <-ctx.Done():
 		m.stop(ExitStopped, nil)
 	}
-	wg.Wait()
-	return m.result, m.err
+
+	// Kick again until every vCPU thread returned: a signal that arrived
+	// while a thread was outside KVM_RUN is not seen by the next KVM_RUN,
+	// and immediate_exit may have been cleared by a pause in between.
+	exited := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(exited)
+	}()
+	for waited := time.Duration(0); ; waited += time.Second {
+		select {
+		case <-exited:
+			return m.result, m.err
+		case <-time.After(time.Second):
+		}
+		if waited == 30*time.Second {
+			m.logger.Error("vCPUs still running 30 s after the machine stopped", "vcpus", len(m.vcpus))
+		}
+		for _, c := range m.vcpus {
+			c.kick()
+		}
+	}
 }
 
 // stop records the first reason to stop and kicks every vCPU out of the

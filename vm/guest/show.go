@@ -20,10 +20,17 @@ func init() {
 	objects.RegisterFormatter(virtioPrefix+"*", formatVirtio)
 }
 
+// fallback prints data that does not decode as the expected state as a hex
+// summary, after saying why.
+func fallback(w io.Writer, data []byte, err error) error {
+	fmt.Fprintf(w, "(not a spore VM state: %v)\n", err)
+	return objects.HexSummary(w, data)
+}
+
 func formatConfig(w io.Writer, data []byte) error {
 	var out bytes.Buffer
 	if err := json.Indent(&out, data, "", "  "); err != nil {
-		return err
+		return fallback(w, data, err)
 	}
 	out.WriteByte('\n')
 	_, err := w.Write(out.Bytes())
@@ -33,7 +40,7 @@ func formatConfig(w io.Writer, data []byte) error {
 func formatVCPU(w io.Writer, data []byte) error {
 	var s vm.VCPUState
 	if err := s.UnmarshalBinary(data); err != nil {
-		return err
+		return fallback(w, data, err)
 	}
 	fmt.Fprintf(w, "vcpu %d, mp_state %d, %d registers\n", s.Index, s.MPState, len(s.Registers))
 	for _, r := range s.Registers {
@@ -55,7 +62,7 @@ func reverse(b []byte) []byte {
 func formatGIC(w io.Writer, data []byte) error {
 	var s vm.GICState
 	if err := s.UnmarshalBinary(data); err != nil {
-		return err
+		return fallback(w, data, err)
 	}
 	fmt.Fprintf(w, "distributor: %d registers\n", len(s.Dist))
 	for _, r := range s.Dist {
@@ -81,7 +88,7 @@ func formatGIC(w io.Writer, data []byte) error {
 func formatVirtio(w io.Writer, data []byte) error {
 	var s virtio.TransportState
 	if err := s.UnmarshalBinary(data); err != nil {
-		return err
+		return fallback(w, data, err)
 	}
 	fmt.Fprintf(w, "device id %d, status %#x, driver features %#x, interrupt status %#x\n",
 		s.DeviceID, s.Status, s.DriverFeatures, s.InterruptStatus)
