@@ -49,7 +49,8 @@ func TestCaptureThenResume(t *testing.T) {
 	sporeBinary(t)
 	store := t.TempDir()
 
-	warm := `echo warm > /tmp/warm; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done) >/dev/null 2>&1 & sleep 1`
+	// The counter renames its file into place, so a reader never sees it empty.
+	warm := `echo warm > /tmp/warm; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done) >/dev/null 2>&1 & sleep 1`
 	r := spore(t, "", "--store", store, "run", "--cpus", "2", "--memory", "256M", "--capture", "base", "--", "/bin/sh", "-c", warm)
 	if r.code != 0 || !strings.Contains(r.stderr, "captured base as") {
 		t.Fatalf("capture: status %d\nstderr:\n%s", r.code, r.stderr)

@@ -76,7 +76,8 @@ func TestCaptureResumeGenerations(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	run(t, ctx, g, `echo kept > /tmp/note; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done) >/dev/null 2>&1 &`)
+	// The counter renames its file into place, so a reader never sees it empty.
+	run(t, ctx, g, `echo kept > /tmp/note; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done) >/dev/null 2>&1 &`)
 	time.Sleep(time.Second)
 	count := atoi(t, run(t, ctx, g, "cat /tmp/count"))
 

@@ -120,7 +120,8 @@ func TestSnapshotRestoreInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	start := `echo before > /tmp/note; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done) >/dev/null 2>&1 &`
+	// The counter renames its file into place, so a reader never sees it empty.
+	start := `echo before > /tmp/note; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done) >/dev/null 2>&1 &`
 	if status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/sh", "-c", start}}, nil, nil, nil); err != nil || status.Code != 0 {
 		t.Fatalf("start counter: status %v, err %v", status, err)
 	}
