@@ -90,16 +90,20 @@ endif
 testbed-exec:
 	$(GO) build -o $(BIN)/testbed-exec ./testsuite/cmd/testbed-exec
 
-# The demo shows what spore does so far: the host probe, then a real arm64
-# guest on KVM reaching an MMIO exit and a guest page served through
-# userfaultfd (in the testbed on x86_64 hosts). It grows with spore: boot,
-# warm, capture, fork and fan out.
-demo: build testbed-exec
+# The demo runs the main job on the embedded defaults: boot and warm a
+# guest, capture it, resume the commit, capture a child, show the history.
+# On hosts that cannot run arm64 guests it runs inside the testbed.
+DEMO_ARM64 := $(BIN)/demo-arm64
+
+demo: build testbed-exec $(SPORE_ARM64) $(GUEST_INITRD) $(BUSYBOX)
 	$(BIN)/spore version
 ifeq ($(NATIVE_KVM),yes)
-	$(GO) test -count=1 -v -run 'TestGuest' ./vm/kvm
+	$(GO) build -o $(BIN)/demo ./testsuite/cmd/demo
+	SPORE_DEMO_SPORE=$(BIN)/spore $(BIN)/demo
 else
-	GOARCH=arm64 $(GO) test -count=1 -exec $(BIN)/testbed-exec -v -run 'TestGuest' ./vm/kvm
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $(DEMO_ARM64) ./testsuite/cmd/demo
+	SPORE_DEMO_SPORE=$(SPORE_ARM64) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) \
+		SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64) $(BIN)/testbed-exec $(DEMO_ARM64)
 endif
 
 bench:
