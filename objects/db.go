@@ -81,6 +81,7 @@ func OpenDB(storeDir string, opts DBOptions) (*DB, error) {
 		WithBlockCacheSize(64 << 20).
 		WithCompactL0OnClose(false).
 		WithLogger(badgerLogger{})
+	removeEmptyMemtables(dbDir(storeDir))
 	db, err := badger.Open(bopts)
 	if err != nil && isEmptyVlogError(err) {
 		slog.Warn("store recovery: reopening after badger initialized an empty value log file left by a crash", "store", storeDir)

@@ -248,3 +248,35 @@ func TestOpenRecoversEmptyVlog(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenRemovesEmptyMemtable covers a kill between badger creating a
+// memtable file and sizing it, which leaves an empty .mem file that made
+// every later open fail. TestKill9DuringImportAndRefUpdate hit it.
+func TestOpenRemovesEmptyMemtable(t *testing.T) {
+	dir := t.TempDir()
+	db, err := OpenDB(dir, DBOptions{MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := NewStore(db).Put(KindChunk, bytes.Repeat([]byte{7}, 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	empty := filepath.Join(dbDir(dir), "00042.mem")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err = OpenDB(dir, DBOptions{MinFreeBytes: -1})
+	if err != nil {
+		t.Fatalf("open with an empty memtable file: %v", err)
+	}
+	defer db.Close()
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Errorf("empty memtable file still there: %v", err)
+	}
+	if _, _, err := NewStore(db).Get(id); err != nil {
+		t.Errorf("object written before the crash: %v", err)
+	}
+}
