@@ -29,7 +29,7 @@ const (
 	ExitFault = 125
 )
 
-// QEMUInstallHint tells how to get the emulator on Debian.
+// QEMUInstallHint is the Debian command that installs the emulator.
 const QEMUInstallHint = "install it with: apt-get install qemu-system-arm"
 
 // Config describes one testbed boot.
@@ -79,7 +79,7 @@ type File struct {
 
 // Fault is a failure of the testbed rather than of the payload.
 type Fault struct {
-	// Reason says what went wrong, in a sentence.
+	// Reason describes the failure in a sentence.
 	Reason string
 	// KernelLog is the tail of the testbed kernel's output.
 	KernelLog string
@@ -101,9 +101,9 @@ type payloadSpec struct {
 }
 
 // Run boots the testbed, runs the payload and returns its exit status. The
-// error is nil when the payload ran to completion, whatever its status; it
-// wraps ErrTimeout or is a *Fault when the testbed failed, and the status is
-// then ExitTimeout or ExitFault.
+// error is nil when the payload ran to completion, whatever its status. When
+// the testbed failed, the error wraps ErrTimeout or is a *Fault, and the
+// status is ExitTimeout or ExitFault.
 func Run(ctx context.Context, cfg Config, p Payload) (int, error) {
 	cfg = cfg.withDefaults()
 
@@ -321,7 +321,8 @@ func boot(ctx context.Context, cfg Config, qemu, archive, nonce string) (int, er
 	return ExitFault, &Fault{Reason: reason, KernelLog: tail}
 }
 
-// scanResult is what scanConsole learned from the serial output.
+// scanResult contains the markers, exit status and kernel lines that
+// scanConsole found in the serial output.
 type scanResult struct {
 	// heldEmptyLine is an empty payload line not yet written: hostinit
 	// prints a newline before the exit marker, which must not reach the
@@ -352,8 +353,9 @@ func (r *scanResult) keepKernelLine(line string) {
 }
 
 // scanConsole reads the serial output to EOF. Lines before the start marker
-// are kernel log; after it, everything is payload output except the exit
-// marker and lines the kernel prints with its timestamp prefix.
+// are kernel log. After it, every line but the exit marker goes to
+// Config.Stdout, and lines with a printk timestamp are kept as kernel log
+// too, because kernel warnings interleave with the payload's output.
 func scanConsole(r io.Reader, cfg Config, nonce string) scanResult {
 	var res scanResult
 	startMarker := nonce + ":start"

@@ -83,14 +83,14 @@ type Guest struct {
 	// session is the running command saved in the resumed commit, or nil.
 	session *SessionState
 
-	// done is closed when the machine stopped; reason and err say why.
+	// done is closed when the machine stopped, and reason and err record why.
 	done   chan struct{}
 	reason vm.ExitReason
 	err    error
 	cancel context.CancelFunc
 }
 
-// Boot starts a guest and waits until its agent answers. The guest runs
+// Boot starts a guest and waits until its agent responds. The guest runs
 // until Shutdown or until ctx is done.
 func Boot(ctx context.Context, opts Options) (*Guest, error) {
 	opts, err := opts.withDefaults(true)
@@ -278,11 +278,11 @@ func (g *Guest) connectAgent(ctx context.Context, port io.ReadWriter, timeout ti
 	if err != nil {
 		select {
 		case <-g.done:
-			return fmt.Errorf("guest stopped before its agent answered (%v): %w", g.reason, errors.Join(g.err, err))
+			return fmt.Errorf("guest stopped before its agent responded (%v): %w", g.reason, errors.Join(g.err, err))
 		default:
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("guest agent did not answer within %v; rerun with --debug to see the guest console", timeout)
+			return fmt.Errorf("guest agent did not respond within %v; rerun with --debug to see the guest console", timeout)
 		}
 		return fmt.Errorf("connect to the guest agent: %w", err)
 	}
@@ -298,7 +298,7 @@ func (g *Guest) Exec(ctx context.Context, req agent.Request, stdin io.Reader, st
 // Agent returns the agent client, for sessions with PTYs and signals.
 func (g *Guest) Agent() *agent.Client { return g.client }
 
-// Shutdown asks the guest to power off and waits until the VM stopped, or
+// Shutdown requests a power-off through the guest agent and waits until the VM stopped, or
 // kills it when ctx is done first. It releases the VM.
 func (g *Guest) Shutdown(ctx context.Context) error {
 	if err := g.client.Poweroff(ctx); err != nil {
