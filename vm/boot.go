@@ -6,7 +6,8 @@ import (
 	"github.com/spore-vm/spore/arch/arm64"
 )
 
-// bootLayout is where the kernel, initrd and device tree sit in guest RAM.
+// bootLayout is the placement of the kernel, initrd and device tree in
+// guest RAM.
 type bootLayout struct {
 	kernelAddr  uint64
 	kernelEnd   uint64

@@ -70,7 +70,7 @@ var iccRegisters = []uint64{
 }
 
 func sysreg(op0, op1, crn, crm, op2 uint64) uint64 {
-	return op0<<14 | op1<<11 | crn<<7 | crm<<3 | op2
+	return arm64.SysregEncoding(op0, op1, crn, crm, op2)
 }
 
 // saveGIC reads the vGIC state. The vCPUs must be parked.
@@ -118,7 +118,7 @@ func (m *Machine) saveGIC() (GICState, error) {
 }
 
 // readGICRange reads every 32-bit register KVM implements in [0, size) of a
-// register group; KVM_HAS_DEVICE_ATTR tells which offsets exist.
+// register group. KVM_HAS_DEVICE_ATTR reports which offsets exist.
 func readGICRange(gic *kvm.Device, group uint32, prefix uint64, size uint64) ([]GICRegister, error) {
 	var regs []GICRegister
 	for off := uint64(0); off < size; off += 4 {

@@ -39,7 +39,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// ExitReason says why a VM stopped.
+// ExitReason is the reason a VM stopped.
 type ExitReason int
 
 const (

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
@@ -13,8 +14,7 @@ import (
 
 // sysregID returns the KVM register ID of an AArch64 system register.
 func sysregID(op0, op1, crn, crm, op2 uint64) uint64 {
-	const sysregGroup = 0x0013 << 16
-	return 0x6030000000000000 | sysregGroup | op0<<14 | op1<<11 | crn<<7 | crm<<3 | op2
+	return arm64.SysregID(arm64.SysregEncoding(op0, op1, crn, crm, op2))
 }
 
 // platformRegisters are the vCPU ID registers a commit records in its
@@ -49,7 +49,7 @@ func (s *Snapshot) Platform() map[string]string {
 		for name, id := range platformRegisters {
 			for _, r := range s.CPUs[0].Registers {
 				if r.ID == id {
-					p[name] = fmt.Sprintf("%#x", leUint64(r.Value))
+					p[name] = fmt.Sprintf("%#x", binary.LittleEndian.Uint64(r.Value))
 				}
 			}
 		}
@@ -107,7 +107,7 @@ func HostPlatform(memoryBytes uint64, vcpus int) (map[string]string, error) {
 		if err != nil {
 			continue
 		}
-		s.CPUs[0].Registers = append(s.CPUs[0].Registers, Register{ID: id, Value: leBytes(v)})
+		s.CPUs[0].Registers = append(s.CPUs[0].Registers, Register{ID: id, Value: binary.LittleEndian.AppendUint64(nil, v)})
 	}
 	return s.Platform(), nil
 }
@@ -140,20 +140,4 @@ func CheckPlatform(commitName string, want map[string]string) error {
 		}
 	}
 	return nil
-}
-
-func leUint64(b []byte) uint64 {
-	var v uint64
-	for i := len(b) - 1; i >= 0; i-- {
-		v = v<<8 | uint64(b[i])
-	}
-	return v
-}
-
-func leBytes(v uint64) []byte {
-	b := make([]byte, 8)
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
-	}
-	return b
 }

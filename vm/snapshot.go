@@ -69,7 +69,7 @@ func (m *Machine) SnapshotState() (*Snapshot, error) {
 
 // Restore creates a machine from a snapshot. cfg describes the same board
 // (memory size, vCPU count) with fresh devices of the same types in the same
-// order; its Kernel, Initrd and Cmdline are not used, because the guest is
+// order. Its Kernel, Initrd and Cmdline are not used, because the guest is
 // already booted. Guest RAM comes from s.Memory, or, when pager is not nil,
 // lazily from pager as the guest and the devices touch it. The machine
 // starts running at Run.

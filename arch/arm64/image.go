@@ -9,7 +9,7 @@ import (
 // ImageHeader is the 64-byte header at the start of an arm64 Linux kernel
 // Image (Documentation/arch/arm64/booting.rst).
 type ImageHeader struct {
-	// TextOffset is where the Image must sit above a 2 MiB aligned base.
+	// TextOffset is the Image's required offset above a 2 MiB aligned base.
 	TextOffset uint64
 	// ImageSize is the memory the kernel needs from its load address,
 	// including BSS; 0 in kernels older than 3.17.

@@ -3,8 +3,21 @@ package arm64
 import "fmt"
 
 // regGroupSysreg is the KVM register group of AArch64 system registers,
-// whose index is op0<<14 | op1<<11 | CRn<<7 | CRm<<3 | op2.
+// whose index is the register's encoding (see SysregEncoding).
 const regGroupSysreg = 0x0013 << 16
+
+// SysregEncoding returns the encoding of an AArch64 system register,
+// op0<<14 | op1<<11 | CRn<<7 | CRm<<3 | op2, as KVM's register IDs and vGIC
+// device attributes use it.
+func SysregEncoding(op0, op1, crn, crm, op2 uint64) uint64 {
+	return op0<<14 | op1<<11 | crn<<7 | crm<<3 | op2
+}
+
+// SysregID returns the KVM register ID of the 64-bit system register with
+// the given encoding.
+func SysregID(encoding uint64) uint64 {
+	return regARM64 | regSizeU64 | regGroupSysreg | encoding
+}
 
 // sysregNames names the system registers a reader of a vCPU dump looks for
 // first; others print in the generic S<op0>_<op1>_C<n>_C<m>_<op2> form.

@@ -60,3 +60,10 @@ func TestRegName(t *testing.T) {
 		}
 	}
 }
+
+func TestSysregID(t *testing.T) {
+	// MIDR_EL1 is op0=3, op1=0, CRn=0, CRm=0, op2=0.
+	if got := SysregID(SysregEncoding(3, 0, 0, 0, 0)); got != 0x603000000013c000 {
+		t.Errorf("MIDR_EL1 id %#x, want 0x603000000013c000", got)
+	}
+}

@@ -14,9 +14,6 @@ const (
 	ExitFailure = 1
 	// ExitUsage is an unknown command, an unknown flag or an invalid value.
 	ExitUsage = 2
-	// ExitHostUnsupported means this host cannot run the guest: no usable
-	// /dev/kvm, the wrong architecture or missing permissions.
-	ExitHostUnsupported = 3
 )
 
 // exitError attaches an exit code to an error returned by a command.

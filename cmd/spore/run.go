@@ -60,7 +60,7 @@ type runSummary struct {
 	// memory it paged in.
 	From  string         `json:"from,omitempty"`
 	Pager *vm.PagerStats `json:"pager,omitempty"`
-	// Commit and Ref name the --capture commit; CaptureStats say what it
+	// Commit and Ref name the --capture commit, and CaptureStats count what it
 	// wrote.
 	Commit string `json:"commit,omitempty"`
 	// Running is true when the command was still running at capture.

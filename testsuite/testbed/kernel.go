@@ -84,7 +84,7 @@ func kernelCacheDir() (string, error) {
 
 var dependsLine = regexp.MustCompile(`^\s*Depends: (linux-image-[^:\s]+)`)
 
-// resolveKernelPackage asks apt which versioned kernel package the
+// resolveKernelPackage queries apt for versioned kernel package the
 // metapackage's candidate version depends on, and that package's version.
 func resolveKernelPackage(ctx context.Context) (pkg, version string, err error) {
 	out, err := runTool(ctx, "apt-cache", "depends", KernelMetapackage+":arm64")
@@ -145,7 +145,7 @@ func downloadKernel(ctx context.Context, k HostKernel) error {
 	}
 	images, _ := filepath.Glob(filepath.Join(extracted, "boot", "vmlinuz-*"))
 	if len(images) != 1 {
-		return fmt.Errorf("%s holds %d boot/vmlinuz-* files, expected 1", debs[0], len(images))
+		return fmt.Errorf("%s contains %d boot/vmlinuz-* files, expected 1", debs[0], len(images))
 	}
 
 	staged := filepath.Join(tmp, "staged")

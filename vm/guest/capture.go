@@ -35,7 +35,7 @@ type boardConfig struct {
 	Devices        int    `json:"virtio_devices"`
 }
 
-// CaptureOptions says where a capture goes.
+// CaptureOptions are the store, ref and message of a capture.
 type CaptureOptions struct {
 	Store *objects.Store
 	Refs  *refs.Refs

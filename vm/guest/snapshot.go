@@ -87,8 +87,8 @@ func Restore(ctx context.Context, s *Snapshot, opts Options) (*Guest, error) {
 	return g, nil
 }
 
-// drainConsole copies hvc0's output to w; the guest blocks when nobody
-// reads it.
+// drainConsole copies hvc0's output to w, because the guest blocks when
+// the host does not read it.
 func drainConsole(w io.Writer, console *virtio.Console) {
 	go io.Copy(w, console.Port(0))
 }

@@ -64,7 +64,7 @@ const (
 
 // findAsset locates a runtime asset: the file named by env, then rel under
 // share/spore beside the binary's directory, then under
-// ~/.local/share/spore. hint says how to install it.
+// ~/.local/share/spore. hint names the install step.
 func findAsset(env, rel, hint string) (string, error) {
 	if path := os.Getenv(env); path != "" {
 		if _, err := os.Stat(path); err != nil {
