@@ -8,9 +8,15 @@ import (
 )
 
 // CLI is the command tree. Each command lives in its own file as a struct
-// with a Run(*Globals) error method.
+// with a Run(*Globals) error method. Commands of one area (fork and
+// fan-out, transport, root file systems) are grouped in a struct of their
+// own that kong embeds, so the groups are edited apart.
 type CLI struct {
 	Globals
+
+	ForkCommands      `embed:""`
+	TransportCommands `embed:""`
+	RootfsCommands    `embed:""`
 
 	Version     VersionCmd `cmd:"" help:"Print the spore version and whether this host can run arm64 guests."`
 	Run         RunCmd     `cmd:"" help:"Boot a guest, run one command in it and power it off."`

@@ -1,0 +1,4 @@
+package main
+
+// ForkCommands are the commands that fork commits and run their children.
+type ForkCommands struct{}

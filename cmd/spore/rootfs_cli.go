@@ -1,0 +1,5 @@
+package main
+
+// RootfsCommands are the commands that build and manage root file systems
+// from OCI images.
+type RootfsCommands struct{}
