@@ -2,9 +2,151 @@ package rootfs
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func build(ctx context.Context, image string, opts BuildOptions) (*Image, error) {
-	return nil, errors.New("rootfs: Build is not implemented yet")
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	platform := opts.Platform
+	if platform == "" {
+		platform = DefaultPlatform
+	}
+	cacheDir, err := orDefaultCacheDir(opts.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+
+	// Resolve the platform manifest; this reads manifests and the config,
+	// never layers.
+	src, err := openSource(ctx, image, opts.PlainHTTP)
+	if err != nil {
+		return nil, err
+	}
+	resolved, err := src.resolve(ctx, platform)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", image, err)
+	}
+	manifestDigest := resolved.manifestDesc.Digest.String()
+	key := cacheKey(manifestDigest, platform)
+	log = log.With("image", image, "manifest", manifestDigest, "platform", platform)
+
+	// Serve from the cache.
+	entry, err := lookupCache(cacheDir, key)
+	if err != nil {
+		return nil, err
+	}
+	cached := entry != nil
+	if cached {
+		log.Debug("rootfs found in the cache", "path", entry.Path)
+	} else {
+		entry, err = buildEntry(ctx, src, resolved, image, platform, cacheDir, key, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	if opts.Output != "" {
+		if err := copySparse(entry.Path, opts.Output); err != nil {
+			return nil, fmt.Errorf("copy the rootfs to %s: %w", opts.Output, err)
+		}
+	}
+	return &Image{
+		Path:           entry.Path,
+		ManifestDigest: manifestDigest,
+		Platform:       platform,
+		Config:         entry.Config,
+		Size:           entry.Size,
+		Cached:         cached,
+	}, nil
+}
+
+// buildEntry fetches and applies the layers, writes the ext4 image and
+// stores it in the cache. The build dir is removed on every path, so a
+// failed build leaves the cache as it was.
+func buildEntry(ctx context.Context, src *source, resolved *resolvedImage, image, platform, cacheDir, key string, log *slog.Logger) (*CacheEntry, error) {
+	tools, err := findE2fsprogs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cacheDir, tmpDir), 0o755); err != nil {
+		return nil, fmt.Errorf("create the rootfs cache: %w", err)
+	}
+	buildDir, err := os.MkdirTemp(filepath.Join(cacheDir, tmpDir), "build-")
+	if err != nil {
+		return nil, fmt.Errorf("create a build directory: %w", err)
+	}
+	defer os.RemoveAll(buildDir)
+	start := time.Now()
+
+	// Apply the layers to a tree in memory; contents go to data/.
+	a := &applier{tree: newTree(), dataDir: filepath.Join(buildDir, "data")}
+	for _, dir := range []string{a.dataDir, filepath.Join(buildDir, "root"), filepath.Join(buildDir, "xattrs")} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	err = src.applyLayers(ctx, resolved, a, func(i int, desc ocispec.Descriptor) {
+		log.Debug("layer applied", "layer", i+1, "digest", desc.Digest, "bytes", desc.Size)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", image, err)
+	}
+
+	// Write the tree to root/ and the ext4 image from it.
+	out, err := emitTree(a.tree, filepath.Join(buildDir, "root"), filepath.Join(buildDir, "xattrs"))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: write the file tree: %w", image, err)
+	}
+	imagePath := filepath.Join(buildDir, imageFile)
+	seed := resolved.manifestDesc.Digest.String() + "\n" + platform
+	if err := tools.makeExt4(ctx, imagePath, filepath.Join(buildDir, "root"), buildDir, out, seed); err != nil {
+		return nil, fmt.Errorf("image %s: write ext4: %w", image, err)
+	}
+
+	// Drop the host tree before the rename, so the cache holds the image
+	// and its metadata only.
+	for _, dir := range []string{"root", "data", "xattrs"} {
+		if err := os.RemoveAll(filepath.Join(buildDir, dir)); err != nil {
+			return nil, err
+		}
+	}
+	info, err := os.Stat(imagePath)
+	if err != nil {
+		return nil, err
+	}
+	entry := &CacheEntry{
+		Reference:      image,
+		ManifestDigest: resolved.manifestDesc.Digest.String(),
+		Platform:       platform,
+		Builder:        BuilderVersion,
+		E2fsprogs:      tools.version,
+		Config:         imageConfig(resolved.config.Config),
+		Size:           info.Size(),
+		BuiltAt:        time.Now().UTC(),
+	}
+	stored, err := commitCache(cacheDir, key, buildDir, entry)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("rootfs built", "path", stored.Path, "layers", len(resolved.manifest.Layers), "inodes", out.inodes, "bytes", stored.Size, "seconds", time.Since(start).Seconds())
+	return stored, nil
+}
+
+func imageConfig(c ocispec.ImageConfig) ImageConfig {
+	return ImageConfig{
+		Env:        c.Env,
+		WorkingDir: c.WorkingDir,
+		Entrypoint: c.Entrypoint,
+		Cmd:        c.Cmd,
+		User:       c.User,
+	}
 }
