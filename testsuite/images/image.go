@@ -167,7 +167,6 @@ func (img *Image) ManifestDigest() (digest.Digest, error) {
 	return manifest.desc.Digest, err
 }
 
-
 // LayerDescriptors returns the descriptors of the compressed layers, as
 // the manifest lists them.
 func (img *Image) LayerDescriptors() ([]ocispec.Descriptor, error) {

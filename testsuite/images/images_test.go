@@ -66,7 +66,7 @@ func TestDebianImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries := layerFiles(t, img.Layers[0])
-	for _, name := range []string{"etc/os-release", "usr/lib/os-release", "bin", "usr/bin/dpkg", "etc/passwd"} {
+	for _, name := range []string{"etc/os-release", "usr/lib/os-release", "bin", "usr/bin/dpkg", "etc/debian_version"} {
 		if entries[name] == nil {
 			t.Errorf("the Debian layer has no %s", name)
 		}

@@ -71,4 +71,3 @@ func (t *Tar) Bytes() ([]byte, error) {
 	}
 	return t.buf.Bytes(), nil
 }
-

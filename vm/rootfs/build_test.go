@@ -262,4 +262,3 @@ func TestBuildRejectsWrongPlatform(t *testing.T) {
 		t.Fatalf("err = %v, want a platform mismatch", err)
 	}
 }
-

@@ -52,6 +52,9 @@ func (a *applier) applyEntry(tr *tar.Reader, hdr *tar.Header, layer int) error {
 		return a.tree.whiteout(names, layer)
 	}
 
+	if isSparse(hdr) {
+		return fmt.Errorf("sparse tar entries are not supported (rebuild the layer without --sparse)")
+	}
 	if hdr.Typeflag == tar.TypeLink {
 		return a.link(names, hdr.Linkname, layer)
 	}
@@ -158,4 +161,18 @@ func entryXattrs(hdr *tar.Header) map[string]string {
 		xattrs[name] = value
 	}
 	return xattrs
+}
+
+// isSparse reports whether hdr is a GNU or PAX sparse file, whose holes
+// the tar reader would expand to zeros of any declared size.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for key := range hdr.PAXRecords {
+		if strings.HasPrefix(key, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
