@@ -20,6 +20,9 @@ func build(ctx context.Context, image string, opts BuildOptions) (*Image, error)
 	if platform == "" {
 		platform = DefaultPlatform
 	}
+	if _, err := parsePlatform(platform); err != nil {
+		return nil, err
+	}
 	cacheDir, err := orDefaultCacheDir(opts.CacheDir)
 	if err != nil {
 		return nil, err
