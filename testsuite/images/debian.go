@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,6 +25,10 @@ const (
 	DebianSuite  = "bookworm"
 	DebianMirror = "http://deb.debian.org/debian"
 )
+
+// ErrNeedsRoot is returned by Debian when the layer is not cached yet and
+// the process is not root, which debootstrap needs.
+var ErrNeedsRoot = errors.New("debootstrap needs root")
 
 // DebianMarker is the value of SPORE_IMAGE in the Debian image's Env.
 const DebianMarker = "SPORE_IMAGE=debian-test"
@@ -69,7 +74,7 @@ func debianLayer(ctx context.Context) ([]byte, error) {
 		return layer, nil
 	}
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("debootstrap needs root to build %s once; run the test as root, or copy that file from a machine that built it", path)
+		return nil, fmt.Errorf("%w: run the test as root once to build %s, or copy that file from a machine that built it", ErrNeedsRoot, path)
 	}
 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

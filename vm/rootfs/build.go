@@ -103,15 +103,17 @@ func buildEntry(ctx context.Context, src *source, resolved *resolvedImage, image
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", image, err)
 	}
+	log.Debug("layers applied", "files", a.files, "seconds", time.Since(start).Seconds())
 
 	// Write the tree to root/ and the ext4 image from it.
 	out, err := emitTree(a.tree, filepath.Join(buildDir, "root"), filepath.Join(buildDir, "xattrs"))
 	if err != nil {
 		return nil, fmt.Errorf("image %s: write the file tree: %w", image, err)
 	}
+	log.Debug("tree written", "inodes", out.inodes, "seconds", time.Since(start).Seconds())
 	imagePath := filepath.Join(buildDir, imageFile)
 	seed := resolved.manifestDesc.Digest.String() + "\n" + platform
-	if err := tools.makeExt4(ctx, imagePath, filepath.Join(buildDir, "root"), buildDir, out, seed); err != nil {
+	if err := tools.makeExt4(ctx, log, imagePath, filepath.Join(buildDir, "root"), buildDir, out, seed); err != nil {
 		return nil, fmt.Errorf("image %s: write ext4: %w", image, err)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,7 +125,7 @@ func imageSize(out *emitted) (size int64, inodes int64) {
 // makeExt4 formats path as ext4 from rootDir and runs script on it with
 // debugfs. seed (the manifest digest and platform) fixes the UUID and
 // directory hash seed, so one image always gives the same bytes.
-func (tools *e2fsprogs) makeExt4(ctx context.Context, path, rootDir, buildDir string, out *emitted, seed string) error {
+func (tools *e2fsprogs) makeExt4(ctx context.Context, log *slog.Logger, path, rootDir, buildDir string, out *emitted, seed string) error {
 	configPath := filepath.Join(buildDir, "mke2fs.conf")
 	if err := os.WriteFile(configPath, []byte(mke2fsConfig), 0o600); err != nil {
 		return err
@@ -151,6 +152,7 @@ func (tools *e2fsprogs) makeExt4(ctx context.Context, path, rootDir, buildDir st
 		return err
 	}
 
+	log.Debug("mke2fs done", "image", path, "bytes", size)
 	scriptPath := filepath.Join(buildDir, "debugfs.script")
 	if err := os.WriteFile(scriptPath, []byte(out.script.String()), 0o600); err != nil {
 		return err
