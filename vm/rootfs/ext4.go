@@ -157,7 +157,10 @@ func (tools *e2fsprogs) makeExt4(ctx context.Context, log *slog.Logger, path, ro
 	if err := os.WriteFile(scriptPath, []byte(out.script.String()), 0o600); err != nil {
 		return err
 	}
-	return runDebugfs(ctx, env, tools.debugfs, scriptPath, path)
+	if err := runDebugfs(ctx, env, tools.debugfs, scriptPath, path); err != nil {
+		return err
+	}
+	return clearWriteCounter(path)
 }
 
 // runDebugfs runs a debugfs script. debugfs exits 0 even when a command
