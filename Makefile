@@ -31,6 +31,12 @@ GUEST_TEST_BINARIES := vm/testdata/bootinit.arm64
 SPORE_ARM64 := $(BIN)/spore-arm64
 # A small ext4 root file system with busybox, for --rootfs tests.
 TEST_ROOTFS := $(BIN)/test-rootfs.ext4
+# e2fsprogs and its libraries for arm64, unpacked from Debian packages, so
+# spore rootfs build runs in the testbed (SPORE_E2FSPROGS).
+E2FSPROGS_ARM64 := $(DEB_CACHE)/e2fsprogs-arm64
+E2FSPROGS_ARM64_DEBS := e2fsprogs libext2fs2 libss2 libcom-err2 libblkid1 libuuid1 libc6
+# The busybox test image as an OCI image layout, for spore rootfs tests.
+TEST_IMAGE_BUSYBOX := $(BIN)/images/busybox
 
 .PHONY: all build test unit e2e bench install vet clean testbed-exec demo FORCE
 
@@ -55,6 +61,15 @@ $(BUSYBOX):
 	mv $(DEB_CACHE)/busybox-static.tmp/root $(DEB_CACHE)/busybox-static
 	rm -rf $(DEB_CACHE)/busybox-static.tmp
 
+$(E2FSPROGS_ARM64):
+	rm -rf $@.tmp && mkdir -p $@.tmp/debs
+	cd $@.tmp/debs && apt-get download $(addsuffix :arm64,$(E2FSPROGS_ARM64_DEBS))
+	for deb in $@.tmp/debs/*.deb; do dpkg-deb -x "$$deb" $@.tmp/root || exit 1; done
+	rm -rf $@ && mv $@.tmp/root $@ && rm -rf $@.tmp
+
+$(TEST_IMAGE_BUSYBOX): $(BUSYBOX) FORCE
+	rm -rf $@ && $(GO) run ./testsuite/cmd/mkimage -image busybox -o $@ -tag test
+
 $(SPORE_ARM64): $(GUEST_INITRD) FORCE
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./cmd/spore
 
@@ -76,14 +91,16 @@ test: vet unit e2e
 unit: $(GUEST_INITRD)
 	$(GO) test -timeout 15m ./...
 
-E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64) SPORE_TEST_ROOTFS=$(TEST_ROOTFS)
+E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64) SPORE_TEST_ROOTFS=$(TEST_ROOTFS) \
+	SPORE_TEST_IMAGE_BUSYBOX=$(TEST_IMAGE_BUSYBOX)
 
 ifeq ($(NATIVE_KVM),yes)
-e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
+e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS) $(TEST_IMAGE_BUSYBOX)
 	$(E2E_ENV) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 else
-e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
-	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS) \
+e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS) $(TEST_IMAGE_BUSYBOX) $(E2FSPROGS_ARM64)
+	$(E2E_ENV) SPORE_E2FSPROGS=$(E2FSPROGS_ARM64) \
+		SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS):$(TEST_IMAGE_BUSYBOX):$(E2FSPROGS_ARM64) \
 		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 endif
 

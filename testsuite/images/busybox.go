@@ -15,7 +15,7 @@ import (
 var BusyboxApplets = []string{
 	"cat", "chmod", "cp", "date", "dd", "echo", "env", "false", "find",
 	"grep", "head", "hostname", "id", "ln", "ls", "mkdir", "mount", "mv",
-	"ps", "rm", "sed", "sh", "sleep", "stat", "sync", "tail", "test",
+	"ps", "pwd", "rm", "sed", "sh", "sleep", "stat", "sync", "tail", "test",
 	"touch", "true", "uname", "wc",
 }
 
@@ -24,7 +24,8 @@ const BusyboxMarker = "SPORE_IMAGE=busybox-test"
 
 // Busybox returns a one-layer arm64 image with busybox-static from Debian
 // as /bin/busybox, a symlink for each of BusyboxApplets, /etc/passwd and
-// /etc/group, the device node /dev/null, and files that exercise owners,
+// /etc/group, the mount points that spore's guest init needs, the device
+// node /dev/null, and files that exercise owners,
 // setuid, hard links and a security.capability xattr. Its config sets
 // BusyboxMarker in Env and /root as WorkingDir.
 func Busybox(ctx context.Context) (*Image, error) {
@@ -51,7 +52,10 @@ func Busybox(ctx context.Context) (*Image, error) {
 		Dir("home", 0o755).
 		Header(&tar.Header{Typeflag: tar.TypeDir, Name: "home/user", Mode: 0o750, Uid: 1000, Gid: 1000}, nil).
 		Header(&tar.Header{Typeflag: tar.TypeReg, Name: "home/user/notes", Mode: 0o600, Uid: 1000, Gid: 1000}, []byte("owned by user\n")).
+		Dir("proc", 0o555).
 		Dir("root", 0o700).
+		Dir("run", 0o755).
+		Dir("sys", 0o555).
 		Dir("tmp", 0o1777).
 		Dir("usr", 0o755).
 		Dir("usr/bin", 0o755).

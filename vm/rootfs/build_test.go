@@ -256,7 +256,7 @@ func TestBuildFromRegistry(t *testing.T) {
 }
 
 func TestBuildRejectsWrongPlatform(t *testing.T) {
-	ref, _ := busyboxLayout(t)
+	ref, _ := hostileLayout(t, t.TempDir(), images.NewTar().File("etc/hostname", 0o644, "arm64\n"))
 	_, err := Build(context.Background(), ref, BuildOptions{CacheDir: t.TempDir(), Platform: "linux/amd64"})
 	if err == nil || !strings.Contains(err.Error(), "is for linux/arm64, not linux/amd64") {
 		t.Fatalf("err = %v, want a platform mismatch", err)
