@@ -39,9 +39,9 @@ const DebianMarker = "SPORE_IMAGE=debian-test"
 // DebianMarker in Env and /root as WorkingDir.
 //
 // debootstrap needs root and the Debian mirror, so the layer is built once
-// per machine and cached under CacheDir()/images; the file name holds the
-// suite and debootstrap version, and a .versions file beside it lists the
-// packages it holds.
+// per machine and cached under CacheDir()/images. The file name contains
+// the suite and the debootstrap version, and a .versions file beside it
+// lists the packages in the layer.
 // NOTE: the cached layer is not rebuilt when the suite's packages change;
 // remove the file to rebuild it.
 func Debian(ctx context.Context) (*Image, error) {

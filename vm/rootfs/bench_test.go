@@ -13,8 +13,8 @@ import (
 )
 
 // BenchmarkBuildDebian builds the Debian minbase image from an OCI layout
-// into an empty cache and reports the time as a ratio to GNU tar -x of
-// the same compressed layer in the same run, plus the time of a cached
+// into an empty cache. It reports the build time as a ratio to GNU tar -x
+// of the same compressed layer in the same run, and the time of a cached
 // build.
 func BenchmarkBuildDebian(b *testing.B) {
 	requireE2fsprogs(b)

@@ -18,9 +18,10 @@ import (
 // the same image change.
 const BuilderVersion = "spore-rootfs-1"
 
-// Cache files. Each image is a directory under imagesDir named by its key,
-// holding imageFile and metaFile; it appears by an atomic rename, so a
-// directory with metaFile is complete. Builds run under tmpDir.
+// Cache files. Each image is a directory under imagesDir, named by its key,
+// that contains imageFile and metaFile. The directory appears by an atomic
+// rename, so a directory with metaFile is complete. Builds run under
+// tmpDir.
 const (
 	imagesDir = "images"
 	tmpDir    = "tmp"
@@ -100,7 +101,7 @@ func readEntry(dir string) (*CacheEntry, error) {
 
 // commitCache moves a finished build dir (imageFile inside) into the cache
 // under key. When another process stored the same key first, its entry
-// wins; both hold the same bytes.
+// wins, because both contain the same bytes.
 func commitCache(cacheDir, key, buildDir string, entry *CacheEntry) (*CacheEntry, error) {
 	raw, err := json.MarshalIndent(entry, "", "  ")
 	if err != nil {
@@ -170,7 +171,8 @@ type PruneResult struct {
 }
 
 // abandonedAfter is the age after which a build dir under tmp belongs to a
-// build that died; a running build of a large image may take minutes.
+// build that died. It is hours because a running build of a large image
+// may take minutes.
 const abandonedAfter = 6 * time.Hour
 
 // Prune removes images from cacheDir (DefaultCacheDir when empty).

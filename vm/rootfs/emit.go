@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// emitted is what writing a tree to a host directory produced: the
-// debugfs script that restores what an ordinary user cannot set on host
-// files, and the counts that size the ext4 image.
+// emitted is the result of writing a tree to a host directory: the debugfs
+// script that sets what an ordinary user cannot set on host files, and the
+// counts that size the ext4 image.
 type emitted struct {
 	script     strings.Builder
 	xattrFiles int
@@ -22,12 +22,12 @@ type emitted struct {
 	blocks     int64 // 4 KiB blocks of file data, directories and long symlinks
 }
 
-// emitTree writes t below rootDir, which must exist and be empty. Only
-// directories, regular files and symlinks are created on the host; every
-// host path is built from rootDir and names that splitPath checked, and
-// every parent is a directory this function created, so no symlink is
+// emitTree writes t below rootDir, which must exist and be empty. It
+// creates only directories, regular files and symlinks on the host. Every
+// host path is rootDir joined with names that splitPath checked, and every
+// parent is a directory that this function created, so no symlink is
 // followed. Owners, modes, device nodes, FIFOs and extended attributes go
-// into the debugfs script, which runs on the ext4 image as data.
+// into the debugfs script, which works on the ext4 image, not the host.
 func emitTree(t *tree, rootDir, xattrDir string) (*emitted, error) {
 	out := &emitted{}
 	firstPath := map[*node]string{}
@@ -120,8 +120,8 @@ func writeRegular(host string, n *node) error {
 	return os.Chtimes(host, mtime, mtime)
 }
 
-// writeMknod creates a device node or FIFO in the image. debugfs's mknod
-// takes a name in the current directory, not a path.
+// writeMknod adds the commands that create a device node or FIFO in the
+// image. debugfs's mknod takes a name in the current directory, not a path.
 func (out *emitted) writeMknod(path string, n *node) {
 	dir, name := filepath.Split(path)
 	fmt.Fprintf(&out.script, "cd %s\n", debugfsQuote(dir))
@@ -136,7 +136,8 @@ func (out *emitted) writeMknod(path string, n *node) {
 	out.script.WriteString("cd /\n")
 }
 
-// writeInodeFields sets mode, owner and times. mke2fs -d copies the host
+// writeInodeFields adds the commands that set mode, owner and times.
+// mke2fs -d copies the host
 // file's owner and ctime, which depend on who ran the build and when, so
 // the script sets them from the layer for reproducible output.
 func (out *emitted) writeInodeFields(path string, n *node, euid, egid int) {
@@ -156,8 +157,9 @@ func (out *emitted) writeInodeFields(path string, n *node, euid, egid int) {
 	}
 }
 
-// writeXattrs sets extended attributes from files that hold their raw
-// values, because values such as security.capability are binary.
+// writeXattrs adds the commands that set extended attributes from files
+// with their raw values, because values such as security.capability are
+// binary.
 func (out *emitted) writeXattrs(path string, n *node, xattrDir string) error {
 	names := make([]string, 0, len(n.xattrs))
 	for name := range n.xattrs {

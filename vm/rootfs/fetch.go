@@ -67,7 +67,7 @@ func (src *source) applyLayer(ctx context.Context, desc ocispec.Descriptor, diff
 		return fmt.Errorf("digest mismatch: the content is %s but the manifest names %s (the registry or layout is corrupt or was tampered with)", got, desc.Digest)
 	}
 	if counted.n != desc.Size {
-		return fmt.Errorf("size mismatch: the content is %d bytes but the manifest says %d", counted.n, desc.Size)
+		return fmt.Errorf("size mismatch: the content is %d bytes but the manifest gives %d", counted.n, desc.Size)
 	}
 	if got := digestOf(diffHash); got != diffID {
 		return fmt.Errorf("diff ID mismatch: the uncompressed layer is %s but the image config names %s", got, diffID)

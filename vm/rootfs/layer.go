@@ -141,7 +141,7 @@ func (a *applier) storeContent(n *node, r io.Reader, size int64) error {
 		return fmt.Errorf("write content: %w", err)
 	}
 	if written != size {
-		return fmt.Errorf("content is %d bytes, the header says %d", written, size)
+		return fmt.Errorf("content is %d bytes, but the tar header gives %d", written, size)
 	}
 	n.data = path
 	return nil

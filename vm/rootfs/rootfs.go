@@ -1,8 +1,8 @@
 // Package rootfs builds ext4 root file systems from arm64 OCI images.
 //
-// Build pulls an image manifest (an image index is resolved by platform)
-// and its layers from a registry or a local OCI image layout, applies the
-// layers in order with whiteouts and opaque directories, and writes an
+// Build pulls an image manifest and its layers from a registry or a local
+// OCI image layout, resolving an image index by platform. It applies the
+// layers in order with whiteouts and opaque directories and writes an
 // ext4 image without root privileges. Results are cached by manifest
 // digest, platform and builder version, so a second build of the same
 // image fetches no layer and writes no ext4.

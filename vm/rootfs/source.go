@@ -94,7 +94,7 @@ func onlyManifest(layout string) (string, error) {
 			tags = append(tags, tag)
 		}
 	}
-	return "", fmt.Errorf("OCI layout %s holds %d manifests; name one as oci-layout:%s:TAG (tags: %s) or @DIGEST", layout, len(index.Manifests), layout, strings.Join(tags, ", "))
+	return "", fmt.Errorf("OCI layout %s contains %d manifests: name one as oci-layout:%s:TAG (tags: %s) or oci-layout:%s@DIGEST", layout, len(index.Manifests), layout, strings.Join(tags, ", "), layout)
 }
 
 // resolvedImage is the platform manifest of an image and its config.

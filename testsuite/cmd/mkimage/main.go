@@ -1,6 +1,6 @@
 // Command mkimage writes a test image from package testsuite/images to an
-// OCI image layout, for tests that cannot build it themselves, such as
-// those in the arm64 testbed.
+// OCI image layout. Tests that cannot build the image themselves, such as
+// those in the arm64 testbed, read that layout.
 //
 // Usage: mkimage -image busybox|debian -o DIR [-tag TAG]
 package main
