@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -260,5 +261,36 @@ func TestBuildRejectsWrongPlatform(t *testing.T) {
 	_, err := Build(context.Background(), ref, BuildOptions{CacheDir: t.TempDir(), Platform: "linux/amd64"})
 	if err == nil || !strings.Contains(err.Error(), "is for linux/arm64, not linux/amd64") {
 		t.Fatalf("err = %v, want a platform mismatch", err)
+	}
+}
+
+func TestBuildKeepsUnusualNames(t *testing.T) {
+	requireE2fsprogs(t)
+	names := []string{
+		"with space",
+		`double"quote`,
+		`back\slash`,
+		"-leading-dash",
+		"ünïcødé",
+		"semi;colon",
+		"#hash",
+		"tab\tname",
+	}
+	layer := images.NewTar().Dir("odd", 0o755)
+	for _, name := range names {
+		layer.Header(&tar.Header{Typeflag: tar.TypeReg, Name: "odd/" + name, Mode: 0o640, Uid: 7, Gid: 8}, []byte(name+"\n"))
+	}
+	ref, _ := hostileLayout(t, t.TempDir(), layer)
+
+	built, err := Build(context.Background(), ref, BuildOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, built.Path)
+	for _, name := range names {
+		stat := debugfsOutput(t, built.Path, "stat "+debugfsQuote("/odd/"+name))
+		if statField(t, stat, "User:") != "7" || statField(t, stat, "Group:") != "8" || statField(t, stat, "Mode:") != "0640" {
+			t.Errorf("/odd/%s is not 7:8 mode 0640:\n%s", name, stat)
+		}
 	}
 }
