@@ -31,12 +31,14 @@ GUEST_TEST_BINARIES := vm/testdata/bootinit.arm64
 SPORE_ARM64 := $(BIN)/spore-arm64
 # A small ext4 root file system with busybox, for --rootfs tests.
 TEST_ROOTFS := $(BIN)/test-rootfs.ext4
-# e2fsprogs and its libraries for arm64, unpacked from Debian packages, so
-# spore rootfs build runs in the testbed (SPORE_E2FSPROGS).
-E2FSPROGS_ARM64 := $(DEB_CACHE)/e2fsprogs-arm64
-E2FSPROGS_ARM64_DEBS := e2fsprogs libext2fs2 libss2 libcom-err2 libblkid1 libuuid1 libc6
-# The busybox test image as an OCI image layout, for spore rootfs tests.
-TEST_IMAGE_BUSYBOX := $(BIN)/images/busybox
+# The Debian minbase test image as an OCI layout, for --image tests.
+TEST_IMAGES := $(BIN)/images
+# The busybox test image as an OCI layout, for spore rootfs build tests.
+TEST_IMAGE_BUSYBOX := $(TEST_IMAGES)/busybox
+# arm64 e2fsprogs, libc and docker-registry unpacked from Debian packages:
+# the testbed has no libc, and spore run --image runs mke2fs there.
+TESTBED_DEBS := $(DEB_CACHE)/testbed-arm64
+TESTBED_DEB_PACKAGES := e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 libss2 libc6 docker-registry
 
 .PHONY: all build test unit e2e bench install vet clean testbed-exec demo FORCE
 
@@ -61,20 +63,25 @@ $(BUSYBOX):
 	mv $(DEB_CACHE)/busybox-static.tmp/root $(DEB_CACHE)/busybox-static
 	rm -rf $(DEB_CACHE)/busybox-static.tmp
 
-$(E2FSPROGS_ARM64):
-	rm -rf $@.tmp && mkdir -p $@.tmp/debs
-	cd $@.tmp/debs && apt-get download $(addsuffix :arm64,$(E2FSPROGS_ARM64_DEBS))
-	for deb in $@.tmp/debs/*.deb; do dpkg-deb -x "$$deb" $@.tmp/root || exit 1; done
-	rm -rf $@ && mv $@.tmp/root $@ && rm -rf $@.tmp
-
-$(TEST_IMAGE_BUSYBOX): $(BUSYBOX) FORCE
-	rm -rf $@ && $(GO) run ./testsuite/cmd/mkimage -image busybox -o $@ -tag test
-
 $(SPORE_ARM64): $(GUEST_INITRD) FORCE
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./cmd/spore
 
 $(TEST_ROOTFS): $(BUSYBOX) testsuite/e2e/testdata/mkrootfs.sh
 	sh testsuite/e2e/testdata/mkrootfs.sh $(BUSYBOX) $@
+
+$(TEST_IMAGES)/debian/index.json:
+	$(GO) run ./testsuite/cmd/mkimages -o $(TEST_IMAGES)
+
+$(TEST_IMAGE_BUSYBOX)/index.json: $(BUSYBOX)
+	rm -rf $(TEST_IMAGE_BUSYBOX) && $(GO) run ./testsuite/cmd/mkimage -image busybox -o $(TEST_IMAGE_BUSYBOX) -tag test
+
+$(TESTBED_DEBS)/sbin/mke2fs:
+	rm -rf $(TESTBED_DEBS).tmp && mkdir -p $(TESTBED_DEBS).tmp
+	cd $(TESTBED_DEBS).tmp && apt-get download $(addsuffix :arm64,$(TESTBED_DEB_PACKAGES))
+	for deb in $(TESTBED_DEBS).tmp/*.deb; do dpkg-deb -x $$deb $(TESTBED_DEBS).tmp/root; done
+	rm -rf $(TESTBED_DEBS)
+	mv $(TESTBED_DEBS).tmp/root $(TESTBED_DEBS)
+	rm -rf $(TESTBED_DEBS).tmp
 
 vm/testdata/%.arm64: FORCE
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $@ ./vm/testdata/$*
@@ -92,15 +99,16 @@ unit: $(GUEST_INITRD)
 	$(GO) test -timeout 15m ./...
 
 E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64) SPORE_TEST_ROOTFS=$(TEST_ROOTFS) \
-	SPORE_TEST_IMAGE_BUSYBOX=$(TEST_IMAGE_BUSYBOX)
+	SPORE_TEST_IMAGES=$(TEST_IMAGES) SPORE_E2FSPROGS=$(TESTBED_DEBS)
+E2E_ASSETS := $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS) $(TEST_IMAGES)/debian/index.json $(TESTBED_DEBS)/sbin/mke2fs \
+	$(TEST_IMAGE_BUSYBOX)/index.json
 
 ifeq ($(NATIVE_KVM),yes)
-e2e: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS) $(TEST_IMAGE_BUSYBOX)
+e2e: $(E2E_ASSETS)
 	$(E2E_ENV) $(GO) test -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 else
-e2e: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS) $(TEST_IMAGE_BUSYBOX) $(E2FSPROGS_ARM64)
-	$(E2E_ENV) SPORE_E2FSPROGS=$(E2FSPROGS_ARM64) \
-		SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS):$(TEST_IMAGE_BUSYBOX):$(E2FSPROGS_ARM64) \
+e2e: testbed-exec $(E2E_ASSETS)
+	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS):$(TEST_IMAGES):$(TESTBED_DEBS) \
 		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)
 endif
 

@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// busyboxImageEnv names the busybox test image as an OCI image layout
-// directory, written by make e2e with testsuite/cmd/mkimage.
-const busyboxImageEnv = "SPORE_TEST_IMAGE_BUSYBOX"
+// testImagesEnv names the directory of test image layouts that make e2e
+// writes; its busybox subdirectory holds the busybox image, tagged "test".
+const testImagesEnv = "SPORE_TEST_IMAGES"
 
 // TestRootfsBuildAndBoot builds the busybox test image with spore rootfs
 // build on the arm64 host and boots the result as a guest's root file
@@ -18,10 +18,11 @@ const busyboxImageEnv = "SPORE_TEST_IMAGE_BUSYBOX"
 // guest.
 func TestRootfsBuildAndBoot(t *testing.T) {
 	sporeBinary(t)
-	layout := os.Getenv(busyboxImageEnv)
-	if layout == "" {
-		t.Fatalf("%s is not set: run these tests with make e2e", busyboxImageEnv)
+	imagesDir := os.Getenv(testImagesEnv)
+	if imagesDir == "" {
+		t.Fatalf("%s is not set: run these tests with make e2e", testImagesEnv)
 	}
+	layout := filepath.Join(imagesDir, "busybox")
 	cache := t.TempDir()
 	output := filepath.Join(t.TempDir(), "busybox.ext4")
 	ref := "oci-layout:" + layout + ":test"

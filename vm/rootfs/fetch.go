@@ -1,13 +1,14 @@
 package rootfs
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -42,27 +43,31 @@ func (src *source) applyLayer(ctx context.Context, desc ocispec.Descriptor, diff
 	}
 	defer rc.Close()
 
+	// Decompress and hash in a goroutine while this one parses the tar
+	// stream and writes files, as tar -xz runs gzip in a second process.
 	blobHash := sha256.New()
+	diffHash := sha256.New()
 	counted := &countingReader{r: io.TeeReader(rc, blobHash)}
-	tarStream, closeStream, err := decompress(desc.MediaType, counted)
+	pr, pw := io.Pipe()
+	decoded := make(chan error, 1)
+	go func() {
+		decoded <- decodeLayer(desc.MediaType, counted, io.MultiWriter(pw, diffHash))
+		pw.Close()
+	}()
+
+	err = a.applyLayer(pr, layer)
+	if err == nil {
+		// Read what follows the tar end marker too: the digests cover it.
+		_, err = io.Copy(io.Discard, pr)
+	}
+	pr.CloseWithError(errLayerDone)
+	if decodeErr := <-decoded; decodeErr != nil && !errors.Is(decodeErr, errLayerDone) && err == nil {
+		err = decodeErr
+	}
 	if err != nil {
 		return err
 	}
-	defer closeStream()
-	diffHash := sha256.New()
-	tarTee := io.TeeReader(tarStream, diffHash)
 
-	if err := a.applyLayer(tarTee, layer); err != nil {
-		return err
-	}
-
-	// Hash what follows the tar end marker too: the digests cover it.
-	if _, err := io.Copy(io.Discard, tarTee); err != nil {
-		return fmt.Errorf("read layer: %w", err)
-	}
-	if _, err := io.Copy(io.Discard, counted); err != nil {
-		return fmt.Errorf("read layer: %w", err)
-	}
 	if got := digestOf(blobHash); got != desc.Digest {
 		return fmt.Errorf("digest mismatch: the content is %s but the manifest names %s (the registry or layout is corrupt or was tampered with)", got, desc.Digest)
 	}
@@ -71,6 +76,28 @@ func (src *source) applyLayer(ctx context.Context, desc ocispec.Descriptor, diff
 	}
 	if got := digestOf(diffHash); got != diffID {
 		return fmt.Errorf("diff ID mismatch: the uncompressed layer is %s but the image config names %s", got, diffID)
+	}
+	return nil
+}
+
+// errLayerDone stops the decoding goroutine when the tar parser stops
+// reading, after the end of the stream or on an error.
+var errLayerDone = errors.New("layer reading stopped")
+
+// decodeLayer writes the tar stream of a compressed layer to w.
+func decodeLayer(mediaType string, r io.Reader, w io.Writer) error {
+	tarStream, closeStream, err := decompress(mediaType, r)
+	if err != nil {
+		return err
+	}
+	defer closeStream()
+	if _, err := io.Copy(w, tarStream); err != nil {
+		return fmt.Errorf("read layer: %w", err)
+	}
+
+	// Hash the compressed bytes after the end of the compressed stream.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("read layer: %w", err)
 	}
 	return nil
 }
