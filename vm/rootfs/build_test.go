@@ -294,3 +294,15 @@ func TestBuildKeepsUnusualNames(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildReportsMissingTag(t *testing.T) {
+	dir := t.TempDir()
+	ref, _ := hostileLayout(t, dir, images.NewTar().File("etc/hostname", 0o644, "x\n"))
+	missing := strings.TrimSuffix(ref, ":hostile") + ":nope"
+
+	_, err := Build(context.Background(), missing, BuildOptions{CacheDir: t.TempDir()})
+	want := `not found: "nope" in OCI layout ` + filepath.Join(dir, "layout")
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+}

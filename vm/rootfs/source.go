@@ -3,6 +3,7 @@ package rootfs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/oci"
+	"oras.land/oras-go/v2/errdef"
 
 	"github.com/spore-vm/spore/transport"
 )
@@ -31,6 +33,7 @@ type source struct {
 	target    oras.ReadOnlyTarget
 	reference string // tag or digest; empty for a layout with one image
 	pinned    bool   // reference is a digest
+	where     string // the repository or layout, for messages
 }
 
 // openSource opens image, a registry reference or oci-layout:PATH[:TAG|@DIGEST].
@@ -45,7 +48,8 @@ func openSource(ctx context.Context, image string, plainHTTP bool) (*source, err
 		if ref == "" {
 			ref = "latest"
 		}
-		return &source{target: repo, reference: ref, pinned: strings.Contains(ref, ":")}, nil
+		where := "repository " + repo.Reference.Registry + "/" + repo.Reference.Repository
+		return &source{target: repo, reference: ref, pinned: strings.Contains(ref, ":"), where: where}, nil
 	}
 
 	src := &source{}
@@ -65,6 +69,7 @@ func openSource(ctx context.Context, image string, plainHTTP bool) (*source, err
 		return nil, fmt.Errorf("open OCI layout %q: %w (a layout has oci-layout and index.json files)", path, err)
 	}
 	src.target = store
+	src.where = "OCI layout " + path
 	if src.reference == "" {
 		src.reference, err = onlyManifest(path)
 		if err != nil {
@@ -108,8 +113,11 @@ type resolvedImage struct {
 // from an image index when the reference names one.
 func (src *source) resolve(ctx context.Context, platform string) (*resolvedImage, error) {
 	desc, err := src.target.Resolve(ctx, src.reference)
+	if errors.Is(err, errdef.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %q in %s (check the tag or digest, or push the image first)", errdef.ErrNotFound, src.reference, src.where)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("resolve %q: %w", src.reference, err)
+		return nil, fmt.Errorf("resolve %q in %s: %w", src.reference, src.where, err)
 	}
 	want, err := parsePlatform(platform)
 	if err != nil {
@@ -152,7 +160,7 @@ func (src *source) resolve(ctx context.Context, platform string) (*resolvedImage
 	}
 	got := ocispec.Platform{OS: img.config.OS, Architecture: img.config.Architecture, Variant: img.config.Variant}
 	if !platformMatches(got, want) {
-		return nil, fmt.Errorf("image %s is for %s, not %s (pass --platform %s to build it anyway, or pick an %s image)", desc.Digest, formatPlatform(got), formatPlatform(want), formatPlatform(got), formatPlatform(want))
+		return nil, fmt.Errorf("image %s is for %s, not %s (build it with platform %s, or choose an image for %s)", desc.Digest, formatPlatform(got), formatPlatform(want), formatPlatform(got), formatPlatform(want))
 	}
 	if n := len(img.config.RootFS.DiffIDs); n != len(img.manifest.Layers) {
 		return nil, fmt.Errorf("image %s lists %d layers in its manifest but %d diff IDs in its config", desc.Digest, len(img.manifest.Layers), n)
