@@ -306,3 +306,33 @@ func TestBuildReportsMissingTag(t *testing.T) {
 		t.Fatalf("err = %v, want it to contain %q", err, want)
 	}
 }
+
+func TestBuildConcurrentSameImage(t *testing.T) {
+	requireE2fsprogs(t)
+	ref, _ := hostileLayout(t, t.TempDir(), images.NewTar().File("etc/hostname", 0o644, "x\n"))
+	cacheDir := t.TempDir()
+
+	results := make(chan *Image, 2)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			img, err := Build(context.Background(), ref, BuildOptions{CacheDir: cacheDir})
+			results <- img
+			errs <- err
+		}()
+	}
+	var paths []string
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, (<-results).Path)
+	}
+	if paths[0] != paths[1] {
+		t.Errorf("concurrent builds returned %s and %s, want one cache entry", paths[0], paths[1])
+	}
+	if entries, _ := os.ReadDir(filepath.Join(cacheDir, tmpDir)); len(entries) != 0 {
+		t.Errorf("concurrent builds left %d build directories", len(entries))
+	}
+	fsck(t, paths[0])
+}
