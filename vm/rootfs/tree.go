@@ -107,7 +107,7 @@ func (t *tree) parentDir(names []string, layer int, create bool) (*node, error) 
 		case kindDir:
 			dir = child
 		case kindSymlink:
-			return nil, fmt.Errorf("path %q goes through the symlink /%s (-> %q); layers must not write through symlinks", strings.Join(names, "/"), strings.Join(names[:i+1], "/"), child.target)
+			return nil, fmt.Errorf("path %q goes through the symlink /%s (-> %q), and layers must not write through symlinks", strings.Join(names, "/"), strings.Join(names[:i+1], "/"), child.target)
 		default:
 			return nil, fmt.Errorf("path %q goes through /%s, which is not a directory", strings.Join(names, "/"), strings.Join(names[:i+1], "/"))
 		}
