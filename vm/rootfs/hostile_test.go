@@ -224,6 +224,7 @@ func TestBuildAppliesLayersInOrder(t *testing.T) {
 		File("etc/gone", 0o644, "lower\n").
 		File("etc/replaced", 0o644, "lower\n").
 		File("opaque/old", 0o644, "lower\n").
+		File("opaque/sub/lowerfile", 0o644, "lower\n").
 		File("dirbecomesfile/child", 0o644, "lower\n").
 		File("shared", 0o644, "shared\n").
 		Link("shared-link", "shared").
@@ -233,6 +234,9 @@ func TestBuildAppliesLayersInOrder(t *testing.T) {
 		File("etc/replaced", 0o600, "upper\n").
 		Dir("opaque", 0o755).
 		File("opaque/new", 0o644, "upper\n").
+		Dir("opaque/sub", 0o755).
+		File("opaque/sub/upperfile", 0o644, "upper\n").
+		Link("opaque/keep-link", "etc/keep").
 		File("opaque/.wh..wh..opq", 0, "").
 		File("dirbecomesfile", 0o644, "now a file\n").
 		File("shared", 0o644, "rewritten\n").
@@ -261,6 +265,12 @@ func TestBuildAppliesLayersInOrder(t *testing.T) {
 	}
 	if listing := ls("/opaque"); strings.Contains(listing, "old") || !strings.Contains(listing, "new") {
 		t.Errorf("/opaque after the opaque whiteout: %s, want only new", listing)
+	}
+	if listing := ls("/opaque/sub"); strings.Contains(listing, "lowerfile") || !strings.Contains(listing, "upperfile") {
+		t.Errorf("/opaque/sub, merged in the upper layer below an opaque whiteout: %s, want only upperfile", listing)
+	}
+	if !strings.Contains(ls("/opaque"), "keep-link") {
+		t.Errorf("/opaque/keep-link, a hard link the upper layer added, is gone: %s", ls("/opaque"))
 	}
 	if stat := debugfsOutput(t, built.Path, "stat /dirbecomesfile"); statField(t, stat, "Type:") != "regular" {
 		t.Errorf("/dirbecomesfile is not a regular file:\n%s", stat)

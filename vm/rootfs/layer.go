@@ -64,7 +64,6 @@ func (a *applier) applyEntry(tr *tar.Reader, hdr *tar.Header, layer int) error {
 		uid:    hdr.Uid,
 		gid:    hdr.Gid,
 		mtime:  hdr.ModTime,
-		layer:  layer,
 		xattrs: entryXattrs(hdr),
 	}
 	if hdr.Uid < 0 || hdr.Gid < 0 {

@@ -36,16 +36,16 @@ type node struct {
 	gid   int
 	mtime time.Time
 
-	// layer is the index of the layer that created the node; an opaque
-	// directory removes children of lower layers only.
-	layer int
-
 	children map[string]*node // directories only
-	target   string           // symlink target
-	major    int64            // device nodes
-	minor    int64
-	size     int64  // regular files
-	data     string // regular files with content: file under the build dir
+	// childLayers maps each child name to the index of the last layer that
+	// put it or a path below it, because an opaque whiteout removes only
+	// what lower layers put in the directory. Directories only.
+	childLayers map[string]int
+	target      string // symlink target
+	major       int64  // device nodes
+	minor       int64
+	size        int64  // regular files
+	data        string // regular files with content: file under the build dir
 
 	// xattrs maps extended attribute names, such as security.capability,
 	// to raw values.
@@ -59,7 +59,17 @@ type tree struct {
 }
 
 func newTree() *tree {
-	return &tree{root: &node{kind: kindDir, perm: 0o755, children: map[string]*node{}}}
+	return &tree{root: newDir()}
+}
+
+func newDir() *node {
+	return &node{kind: kindDir, perm: 0o755, children: map[string]*node{}, childLayers: map[string]int{}}
+}
+
+// setChild puts n at name in dir for layer.
+func (dir *node) setChild(name string, n *node, layer int) {
+	dir.children[name] = n
+	dir.childLayers[name] = layer
 }
 
 // splitPath cleans a path from a layer into its names. A leading "/" or
@@ -89,7 +99,8 @@ func splitPath(p string) ([]string, error) {
 }
 
 // parentDir returns the directory that holds names[len(names)-1], creating
-// missing directories with layer's index. It never goes through a symlink:
+// missing directories, and marks the directories on the way as used by
+// layer when create is set. It never goes through a symlink:
 // a layer that writes below a symlink could write anywhere, so that is an
 // error, as is a path whose parent is not a directory.
 func (t *tree) parentDir(names []string, layer int, create bool) (*node, error) {
@@ -100,11 +111,14 @@ func (t *tree) parentDir(names []string, layer int, create bool) (*node, error) 
 			if !create {
 				return nil, nil
 			}
-			child = &node{kind: kindDir, perm: 0o755, layer: layer, children: map[string]*node{}}
-			dir.children[name] = child
+			child = newDir()
+			dir.setChild(name, child, layer)
 		}
 		switch child.kind {
 		case kindDir:
+			if create {
+				dir.childLayers[name] = layer
+			}
 			dir = child
 		case kindSymlink:
 			return nil, fmt.Errorf("path %q goes through the symlink /%s (-> %q), and layers must not write through symlinks", strings.Join(names, "/"), strings.Join(names[:i+1], "/"), child.target)
@@ -145,12 +159,13 @@ func (t *tree) put(names []string, n *node, layer int) error {
 	old := dir.children[name]
 	if old != nil && old.kind == kindDir && n.kind == kindDir {
 		old.perm, old.uid, old.gid, old.mtime, old.xattrs = n.perm, n.uid, n.gid, n.mtime, n.xattrs
+		dir.childLayers[name] = layer
 		return nil
 	}
 	if n.kind == kindDir && n.children == nil {
-		n.children = map[string]*node{}
+		n.children, n.childLayers = map[string]*node{}, map[string]int{}
 	}
-	dir.children[name] = n
+	dir.setChild(name, n, layer)
 	return nil
 }
 
@@ -164,11 +179,7 @@ func (t *tree) whiteout(names []string, layer int) error {
 	}
 
 	if base == opaqueWhiteout {
-		for name, child := range dir.children {
-			if child.layer < layer {
-				delete(dir.children, name)
-			}
-		}
+		dir.removeLowerLayers(layer)
 		return nil
 	}
 
@@ -177,7 +188,25 @@ func (t *tree) whiteout(names []string, layer int) error {
 		return fmt.Errorf("whiteout %q names %q, not an entry of its directory; a whiteout must name a file in the same directory", strings.Join(names, "/"), victim)
 	}
 	delete(dir.children, victim)
+	delete(dir.childLayers, victim)
 	return nil
+}
+
+// removeLowerLayers applies an opaque whiteout of layer to dir: it removes
+// the children that lower layers put there. A directory that layer put
+// there too stays, but only with what layer put in it, because the lower
+// directory it was merged with is hidden as a whole.
+func (dir *node) removeLowerLayers(layer int) {
+	for name, child := range dir.children {
+		if dir.childLayers[name] < layer {
+			delete(dir.children, name)
+			delete(dir.childLayers, name)
+			continue
+		}
+		if child.kind == kindDir {
+			child.removeLowerLayers(layer)
+		}
+	}
 }
 
 // Whiteout names from the OCI image layer specification.
