@@ -28,12 +28,27 @@ func build(ctx context.Context, image string, opts BuildOptions) (*Image, error)
 		return nil, err
 	}
 
-	// Resolve the platform manifest; this reads manifests and the config,
-	// never layers.
 	src, err := openSource(ctx, image, opts.PlainHTTP)
 	if err != nil {
 		return nil, err
 	}
+
+	// A reference pinned to a platform manifest's digest is served from
+	// the cache without contacting the registry, so cached builds work
+	// offline.
+	if src.pinned {
+		entry, err := lookupCache(cacheDir, cacheKey(src.reference, platform))
+		if err != nil {
+			return nil, err
+		}
+		if entry != nil {
+			log.Debug("rootfs found in the cache by digest", "image", image, "path", entry.Path)
+			return cachedImage(entry, platform, opts.Output)
+		}
+	}
+
+	// Resolve the platform manifest; this reads manifests and the config,
+	// never layers.
 	resolved, err := src.resolve(ctx, platform)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", image, err)
@@ -57,18 +72,29 @@ func build(ctx context.Context, image string, opts BuildOptions) (*Image, error)
 		}
 	}
 
-	if opts.Output != "" {
-		if err := copySparse(entry.Path, opts.Output); err != nil {
-			return nil, fmt.Errorf("copy the rootfs to %s: %w", opts.Output, err)
+	img, err := cachedImage(entry, platform, opts.Output)
+	if err != nil {
+		return nil, err
+	}
+	img.Cached = cached
+	return img, nil
+}
+
+// cachedImage returns the Image of a cache entry, after copying it to
+// output when that is set.
+func cachedImage(entry *CacheEntry, platform, output string) (*Image, error) {
+	if output != "" {
+		if err := copySparse(entry.Path, output); err != nil {
+			return nil, fmt.Errorf("copy the rootfs to %s: %w", output, err)
 		}
 	}
 	return &Image{
 		Path:           entry.Path,
-		ManifestDigest: manifestDigest,
+		ManifestDigest: entry.ManifestDigest,
 		Platform:       platform,
 		Config:         entry.Config,
 		Size:           entry.Size,
-		Cached:         cached,
+		Cached:         true,
 	}, nil
 }
 
