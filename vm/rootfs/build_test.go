@@ -204,6 +204,18 @@ func TestBuildReproducible(t *testing.T) {
 	if a, b := fileSHA256(t, first.Path), fileSHA256(t, second.Path); a != b {
 		t.Errorf("two builds of one image differ: sha256 %s and %s", a, b)
 	}
+
+	// Another user's build sets every owner with debugfs, because no host
+	// file has the owner the layer names.
+	hostOwner = func() (int, int) { return 54321, 54321 }
+	t.Cleanup(func() { hostOwner = func() (int, int) { return os.Geteuid(), os.Getegid() } })
+	other, err := Build(context.Background(), ref, BuildOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fileSHA256(t, first.Path), fileSHA256(t, other.Path); a != b {
+		t.Errorf("builds as this user and as uid 54321 differ: sha256 %s and %s", a, b)
+	}
 }
 
 func TestBuildFromRegistry(t *testing.T) {

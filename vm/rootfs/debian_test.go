@@ -3,6 +3,7 @@ package rootfs
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -52,5 +53,17 @@ func TestBuildDebianFromRegistry(t *testing.T) {
 	}
 	if !again.Cached || again.Path != built.Path {
 		t.Errorf("second build: Cached=%v Path=%s, want the cached %s", again.Cached, again.Path, built.Path)
+	}
+	// Another user's build sets every owner with debugfs. Before spore
+	// zeroed the superblock's write counter, this image differed between
+	// root and other users.
+	hostOwner = func() (int, int) { return 54321, 54321 }
+	t.Cleanup(func() { hostOwner = func() (int, int) { return os.Geteuid(), os.Getegid() } })
+	other, err := Build(context.Background(), ref, BuildOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fileSHA256(t, built.Path), fileSHA256(t, other.Path); a != b {
+		t.Errorf("builds as this user and as uid 54321 differ: sha256 %s and %s", a, b)
 	}
 }

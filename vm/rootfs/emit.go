@@ -22,6 +22,11 @@ type emitted struct {
 	blocks     int64 // 4 KiB blocks of file data, directories and long symlinks
 }
 
+// hostOwner returns the owner that host files created by this process get,
+// which mke2fs -d copies into the image. Tests replace it to take the path
+// of another user.
+var hostOwner = func() (uid, gid int) { return os.Geteuid(), os.Getegid() }
+
 // emitTree writes t below rootDir, which must exist and be empty. It
 // creates only directories, regular files and symlinks on the host. Every
 // host path is rootDir joined with names that splitPath checked, and every
@@ -31,7 +36,7 @@ type emitted struct {
 func emitTree(t *tree, rootDir, xattrDir string) (*emitted, error) {
 	out := &emitted{}
 	firstPath := map[*node]string{}
-	euid, egid := os.Geteuid(), os.Getegid()
+	euid, egid := hostOwner()
 
 	var dirs []string
 	dirTimes := map[string]time.Time{}
