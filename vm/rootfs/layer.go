@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -66,8 +67,8 @@ func (a *applier) applyEntry(tr *tar.Reader, hdr *tar.Header, layer int) error {
 		mtime:  hdr.ModTime,
 		xattrs: entryXattrs(hdr),
 	}
-	if hdr.Uid < 0 || hdr.Gid < 0 {
-		return fmt.Errorf("negative owner %d:%d", hdr.Uid, hdr.Gid)
+	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) > math.MaxUint32 || int64(hdr.Gid) > math.MaxUint32 {
+		return fmt.Errorf("invalid owner %d:%d: ext4 owners are 0 to %d", hdr.Uid, hdr.Gid, uint32(math.MaxUint32))
 	}
 
 	switch hdr.Typeflag {
