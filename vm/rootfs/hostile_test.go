@@ -110,6 +110,13 @@ func TestBuildRejectsHostileLayers(t *testing.T) {
 			want: `hard link target "etc" is a directory`,
 		},
 		{
+			name: "owner beyond 32 bits",
+			layer: func(outside string) *images.Tar {
+				return images.NewTar().Header(&tar.Header{Typeflag: tar.TypeReg, Name: "big", Mode: 0o644, Uid: 1 << 33}, []byte("x"))
+			},
+			want: `invalid owner 8589934592:0: ext4 owners are 0 to 4294967295`,
+		},
+		{
 			name: "hard link to a missing file",
 			layer: func(outside string) *images.Tar {
 				return images.NewTar().Link("shadow", "etc/shadow")
