@@ -3,7 +3,7 @@
 // filesystem storage in a temporary directory.
 //
 // The binary is $SPORE_REGISTRY or docker-registry on PATH; a test that
-// finds neither is skipped with a message that says how to install it.
+// finds neither is skipped with a message that names the package to install.
 // The registry is stopped by PID when the test ends. Kill and Restart let a
 // test crash the registry and bring it back on the same port and storage.
 package registry
@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ import (
 const EnvBinary = "SPORE_REGISTRY"
 
 // StartTimeout bounds how long Start and Restart wait for GET /v2/ to
-// answer 200. It is generous because the arm64 testbed emulates its CPU.
+// return 200. It is generous because the arm64 testbed emulates its CPU.
 var StartTimeout = 60 * time.Second
 
 // Registry is one running registry process and its storage.
@@ -165,7 +166,7 @@ func (r *Registry) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -239,7 +240,7 @@ func (r *Registry) waitReady(exited <-chan struct{}) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return errors.New("exited before it answered GET /v2/")
+			return errors.New("exited before GET /v2/ returned 200")
 		default:
 		}
 
@@ -266,7 +267,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// BlobPath returns the file in the registry's storage that holds the blob
+// BlobPath returns the file in the registry's storage that contains the blob
 // with the given sha256 hex digest.
 func (r *Registry) BlobPath(hex string) string {
 	return filepath.Join(r.StorageDir, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data")

@@ -92,7 +92,7 @@ func TestRegistryKillRestart(t *testing.T) {
 		t.Error("PID after Kill is not 0")
 	}
 	if _, err := getBlob(r, "test/restart", digest); err == nil {
-		t.Fatal("killed registry still answers")
+		t.Fatal("killed registry still returns the blob")
 	}
 
 	r.Restart()
@@ -119,6 +119,6 @@ func TestRegistryStopEndsProcess(t *testing.T) {
 		t.Error("PID after Stop is not 0")
 	}
 	if _, err := http.Get(r.URL() + "/v2/"); err == nil {
-		t.Errorf("registry (PID %d) still answers after Stop", pid)
+		t.Errorf("registry (PID %d) still accepts connections after Stop", pid)
 	}
 }
