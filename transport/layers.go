@@ -1,0 +1,226 @@
+package transport
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spore-vm/spore/objects"
+)
+
+// LayerTarget is the size of object encodings after which a pack layer is
+// closed and the next one started: a retry after a failed upload repeats at
+// most this much, and a layer never grows past it by more than one object.
+const LayerTarget = 16 << 20
+
+// Layering: a commit's manifest lists the layers of its parents first (in
+// parent order, each layer once) and then the layers of its delta: the
+// objects of its closure that no parent's closure contains, in reverse
+// closure order so that chunks come first and the commit object last. The
+// delta depends only on the commit (its parents are part of it), so the
+// same commit always yields the same layers, and a child shares every
+// layer of its parent and uploads only its delta.
+
+// builtLayer is one pack layer, written to a temporary file.
+type builtLayer struct {
+	desc ocispec.Descriptor
+	path string
+}
+
+// builtCommit is a commit with its layers and manifest, ready to upload.
+type builtCommit struct {
+	id      objects.ID
+	commit  *objects.Commit
+	config  []byte
+	cfgDesc ocispec.Descriptor
+	parents []*builtCommit
+	// layers lists every layer of the manifest, ancestors' layers first.
+	layers []builtLayer
+	// own is the number of layers at the end of layers that hold this
+	// commit's delta.
+	own      int
+	closure  map[objects.ID]struct{}
+	manifest []byte
+	desc     ocispec.Descriptor
+}
+
+// builder turns commits into layers and manifests, once per commit.
+type builder struct {
+	store *objects.Store
+	dir   string
+	built map[objects.ID]*builtCommit
+}
+
+func newBuilder(store *objects.Store) (*builder, error) {
+	dir, err := os.MkdirTemp("", "spore-push-")
+	if err != nil {
+		return nil, fmt.Errorf("create a directory for pack layers: %w", err)
+	}
+	return &builder{store: store, dir: dir, built: make(map[objects.ID]*builtCommit)}, nil
+}
+
+// Close removes the layer files.
+func (b *builder) Close() error {
+	return os.RemoveAll(b.dir)
+}
+
+// build returns the layers and manifest of commit id, building its
+// ancestors first.
+func (b *builder) build(id objects.ID) (*builtCommit, error) {
+	if bc, ok := b.built[id]; ok {
+		return bc, nil
+	}
+
+	commit, err := b.store.GetCommit(id)
+	if err != nil {
+		return nil, err
+	}
+	bc := &builtCommit{id: id, commit: commit}
+	bc.config = objects.Encode(objects.KindCommit, commit.Encode())
+	bc.cfgDesc = ocispec.Descriptor{
+		MediaType: MediaTypeCommit,
+		Digest:    digest.FromBytes(bc.config),
+		Size:      int64(len(bc.config)),
+	}
+
+	// Parents first: their layers come first in the manifest, and their
+	// closures are what this commit does not need to send again.
+	inherited := make(map[digest.Digest]bool)
+	for _, parentID := range commit.Parents {
+		parent, err := b.build(parentID)
+		if err != nil {
+			return nil, fmt.Errorf("commit %s: parent: %w", id.Short(), err)
+		}
+		bc.parents = append(bc.parents, parent)
+		for _, layer := range parent.layers {
+			if !inherited[layer.desc.Digest] {
+				inherited[layer.desc.Digest] = true
+				bc.layers = append(bc.layers, layer)
+			}
+		}
+	}
+
+	delta, err := b.delta(bc)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", id.Short(), err)
+	}
+	own, err := b.writeLayers(id, delta)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", id.Short(), err)
+	}
+	bc.layers = append(bc.layers, own...)
+	bc.own = len(own)
+
+	bc.manifest, bc.desc, err = b.manifest(bc, "")
+	if err != nil {
+		return nil, err
+	}
+	b.built[id] = bc
+	return bc, nil
+}
+
+// manifest encodes bc's manifest, with a fork name annotation when forkName
+// is set.
+func (b *builder) manifest(bc *builtCommit, forkName string) ([]byte, ocispec.Descriptor, error) {
+	layers := make([]ocispec.Descriptor, len(bc.layers))
+	for i, layer := range bc.layers {
+		layers[i] = layer.desc
+	}
+	var subject *ocispec.Descriptor
+	if len(bc.parents) > 0 {
+		subject = &bc.parents[0].desc
+	}
+	return encodeManifest(bc.id, bc.commit, bc.cfgDesc, layers, subject, forkName)
+}
+
+// delta returns the objects of bc's closure that none of its parents'
+// closures contains, in reverse closure order. It also records bc's closure
+// for its children.
+func (b *builder) delta(bc *builtCommit) ([]objects.ID, error) {
+	bc.closure = make(map[objects.ID]struct{})
+	var order []objects.ID
+	err := b.store.Closure([]objects.ID{bc.id}, func(l objects.Link) error {
+		bc.closure[l.ID] = struct{}{}
+		for _, parent := range bc.parents {
+			if _, ok := parent.closure[l.ID]; ok {
+				return nil
+			}
+		}
+		order = append(order, l.ID)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+		order[i], order[j] = order[j], order[i]
+	}
+	return order, nil
+}
+
+// writeLayers packs ids into layers of about LayerTarget bytes each.
+func (b *builder) writeLayers(commit objects.ID, ids []objects.ID) ([]builtLayer, error) {
+	var layers []builtLayer
+	for len(ids) > 0 {
+		layer, used, err := b.writeLayer(commit, ids)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, layer)
+		ids = ids[used:]
+	}
+	return layers, nil
+}
+
+// writeLayer packs objects from the front of ids until the layer reaches
+// LayerTarget and returns how many it took.
+func (b *builder) writeLayer(commit objects.ID, ids []objects.ID) (builtLayer, int, error) {
+	f, err := os.CreateTemp(b.dir, "layer-")
+	if err != nil {
+		return builtLayer{}, 0, fmt.Errorf("create a pack layer file: %w", err)
+	}
+	defer f.Close()
+
+	hash := sha256.New()
+	counter := &countingWriter{w: io.MultiWriter(f, hash)}
+	pack, err := newPackWriter(counter)
+	if err != nil {
+		return builtLayer{}, 0, fmt.Errorf("write pack layer: %w", err)
+	}
+	used, encoded := 0, 0
+	for used < len(ids) && encoded < LayerTarget {
+		raw, err := b.store.GetRaw(ids[used])
+		if err != nil {
+			return builtLayer{}, 0, err
+		}
+		if err := pack.add(ids[used], raw); err != nil {
+			return builtLayer{}, 0, fmt.Errorf("write pack layer: %w", err)
+		}
+		encoded += len(raw)
+		used++
+	}
+	if err := f.Close(); err != nil {
+		return builtLayer{}, 0, fmt.Errorf("write pack layer: %w", err)
+	}
+
+	dgst := digest.NewDigestFromBytes(digest.SHA256, hash.Sum(nil))
+	return builtLayer{
+		desc: layerDescriptor(dgst, counter.n, commit, used),
+		path: f.Name(),
+	}, used, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,246 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spore-vm/spore/objects"
+)
+
+// Child is a fork child to push with its parent.
+type Child struct {
+	// Name is the child's name in its fork, such as "3" for
+	// refs/forks/base/3. It becomes the manifest's fork name annotation.
+	Name string
+	// Commit is the child commit.
+	Commit objects.ID
+}
+
+// PushOptions control Push.
+type PushOptions struct {
+	// Tag names the commit's manifest in the target; empty pushes it by
+	// digest only.
+	Tag string
+	// Children are pushed after the commit, each as a manifest whose
+	// subject is the manifest of its first parent.
+	Children []Child
+	// Progress, when set, receives progress events of uploads.
+	Progress func(Progress)
+}
+
+// Progress is one progress event of a push or a pull.
+type Progress struct {
+	// Digest is the blob being moved.
+	Digest digest.Digest
+	// MediaType tells a pack layer from a config or manifest.
+	MediaType string
+	// Objects is the number of objects in a pack layer.
+	Objects int
+	// Done and Total are bytes moved so far and the blob's size.
+	Done, Total int64
+	// Skipped is set when the blob was already there.
+	Skipped bool
+}
+
+// Counts are the transfer counts of a push or a pull.
+type Counts struct {
+	// Bytes is the number of blob and manifest bytes sent or received.
+	Bytes int64 `json:"bytes"`
+	// Blobs counts layer and config blobs sent or received.
+	Blobs int `json:"blobs"`
+	// BlobsSkipped counts blobs that were already there and not moved.
+	BlobsSkipped int `json:"blobs_skipped"`
+	// LayerBytes is the part of Bytes that pack layers took.
+	LayerBytes int64 `json:"layer_bytes"`
+	// Manifests counts manifests sent or received.
+	Manifests int `json:"manifests"`
+}
+
+func (c *Counts) add(o Counts) {
+	c.Bytes += o.Bytes
+	c.Blobs += o.Blobs
+	c.BlobsSkipped += o.BlobsSkipped
+	c.LayerBytes += o.LayerBytes
+	c.Manifests += o.Manifests
+}
+
+// PushedCommit describes one pushed commit.
+type PushedCommit struct {
+	Name     string        `json:"name,omitempty"`
+	Commit   objects.ID    `json:"commit"`
+	Manifest digest.Digest `json:"manifest"`
+	// Counts are the uploads that this commit added to the push.
+	Counts
+}
+
+// PushResult is the summary of Push.
+type PushResult struct {
+	PushedCommit
+	Tag      string         `json:"tag,omitempty"`
+	Children []PushedCommit `json:"children,omitempty"`
+	// Total sums the commit and its children.
+	Total Counts `json:"total"`
+}
+
+// Push uploads commit id, its ancestors and opts.Children to dst. Blobs
+// that dst already has are skipped. The tag, if any, is written after
+// every blob and manifest of the commit is in place, so an interrupted
+// push leaves no tag that names missing content.
+func Push(ctx context.Context, store *objects.Store, dst Target, id objects.ID, opts PushOptions) (*PushResult, error) {
+	b, err := newBuilder(store)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+
+	p := &pusher{
+		ctx:      ctx,
+		dst:      dst,
+		builder:  b,
+		progress: opts.Progress,
+		present:  make(map[digest.Digest]bool),
+		pushed:   make(map[string]bool),
+	}
+
+	root, err := b.build(id)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", id.Short(), err)
+	}
+	counts, err := p.pushCommit(root, "")
+	if err != nil {
+		return nil, err
+	}
+	result := &PushResult{
+		PushedCommit: PushedCommit{Commit: id, Manifest: root.desc.Digest, Counts: counts},
+		Tag:          opts.Tag,
+		Total:        counts,
+	}
+
+	if opts.Tag != "" {
+		if err := dst.Tag(ctx, root.desc, opts.Tag); err != nil {
+			return nil, fmt.Errorf("tag manifest %s as %q: %w", root.desc.Digest, opts.Tag, err)
+		}
+		slog.Debug("tagged", "tag", opts.Tag, "manifest", root.desc.Digest, "commit", id)
+	}
+
+	for _, child := range opts.Children {
+		bc, err := b.build(child.Commit)
+		if err != nil {
+			return nil, fmt.Errorf("push child %s (%s): %w", child.Name, child.Commit.Short(), err)
+		}
+		counts, err := p.pushCommit(bc, child.Name)
+		if err != nil {
+			return nil, fmt.Errorf("push child %s: %w", child.Name, err)
+		}
+		_, desc, err := b.manifest(bc, child.Name)
+		if err != nil {
+			return nil, err
+		}
+		result.Children = append(result.Children, PushedCommit{Name: child.Name, Commit: child.Commit, Manifest: desc.Digest, Counts: counts})
+		result.Total.add(counts)
+	}
+	return result, nil
+}
+
+// pusher uploads built commits and remembers what the target has.
+type pusher struct {
+	ctx      context.Context
+	dst      Target
+	builder  *builder
+	progress func(Progress)
+	// present holds blobs known to be in the target.
+	present map[digest.Digest]bool
+	// pushed holds the commits (and fork names) whose manifests this push
+	// has sent.
+	pushed map[string]bool
+}
+
+// pushCommit uploads bc's ancestors, then bc's layers, config and manifest.
+// Manifests are always sent, even when present, because a registry
+// without the referrers API indexes a child only when its manifest is
+// pushed, and a push that was interrupted may have skipped that step.
+func (p *pusher) pushCommit(bc *builtCommit, forkName string) (Counts, error) {
+	var counts Counts
+	key := bc.id.String() + "\x00" + forkName
+	if p.pushed[key] {
+		return counts, nil
+	}
+
+	for _, parent := range bc.parents {
+		c, err := p.pushCommit(parent, "")
+		if err != nil {
+			return counts, err
+		}
+		counts.add(c)
+	}
+
+	for _, layer := range bc.layers {
+		c, err := p.pushBlob(layer.desc, func() (io.ReadCloser, error) { return os.Open(layer.path) })
+		if err != nil {
+			return counts, fmt.Errorf("upload layer %s of commit %s: %w", layer.desc.Digest, bc.id.Short(), err)
+		}
+		c.LayerBytes = c.Bytes
+		counts.add(c)
+	}
+	c, err := p.pushBlob(bc.cfgDesc, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bc.config)), nil })
+	if err != nil {
+		return counts, fmt.Errorf("upload commit %s: %w", bc.id.Short(), err)
+	}
+	counts.add(c)
+
+	manifest, desc := bc.manifest, bc.desc
+	if forkName != "" {
+		manifest, desc, err = p.builder.manifest(bc, forkName)
+		if err != nil {
+			return counts, err
+		}
+	}
+	if err := p.dst.Push(p.ctx, desc, bytes.NewReader(manifest)); err != nil {
+		return counts, fmt.Errorf("upload manifest %s of commit %s: %w", desc.Digest, bc.id.Short(), err)
+	}
+	slog.Debug("pushed manifest", "manifest", desc.Digest, "commit", bc.id, "fork_name", forkName)
+	counts.Bytes += desc.Size
+	counts.Manifests++
+	p.pushed[key] = true
+	return counts, nil
+}
+
+// pushBlob uploads one blob unless the target has it.
+func (p *pusher) pushBlob(desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (Counts, error) {
+	var counts Counts
+	objectsCount := objectCount(desc)
+	if !p.present[desc.Digest] {
+		exists, err := p.dst.Exists(p.ctx, desc)
+		if err != nil {
+			return counts, err
+		}
+		p.present[desc.Digest] = exists
+		if !exists {
+			r, err := open()
+			if err != nil {
+				return counts, err
+			}
+			defer r.Close()
+			reader := &progressReader{r: r, event: Progress{Digest: desc.Digest, MediaType: desc.MediaType, Objects: objectsCount, Total: desc.Size}, report: p.progress}
+			if err := p.dst.Push(p.ctx, desc, reader); err != nil {
+				return counts, err
+			}
+			slog.Debug("pushed blob", "digest", desc.Digest, "size", desc.Size, "media_type", desc.MediaType)
+			p.present[desc.Digest] = true
+			counts.Bytes += desc.Size
+			counts.Blobs++
+			return counts, nil
+		}
+	}
+	if p.progress != nil {
+		p.progress(Progress{Digest: desc.Digest, MediaType: desc.MediaType, Objects: objectsCount, Done: desc.Size, Total: desc.Size, Skipped: true})
+	}
+	counts.BlobsSkipped++
+	return counts, nil
+}
