@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
@@ -52,8 +53,9 @@ type UnpackOptions struct {
 	// Child unpacks only the fork child of this name (and what it needs).
 	Child string
 	// Ref names the ref to create for the unpacked commit. Empty means the
-	// ref the bundle was packed from, or for a child
-	// refs/forks/ROOT/CHILD, where ROOT is that ref's short name.
+	// ref the bundle was packed from, or for a child refs/forks/ROOT/CHILD,
+	// where ROOT is that ref's short name without heads/ or forks/, as
+	// spore fork names children.
 	Ref string
 	// Progress, when set, receives progress events.
 	Progress func(Progress)
@@ -76,7 +78,8 @@ func Unpack(ctx context.Context, store *objects.Store, r *refs.Refs, path string
 	rootRef := root.Annotations[AnnotationRef]
 	forkPrefix := ""
 	if rootRef != "" {
-		forkPrefix = refs.ForksPrefix + refs.ShortName(rootRef) + "/"
+		name := strings.TrimPrefix(refs.ShortName(rootRef), "forks/")
+		forkPrefix = refs.ForksPrefix + strings.TrimPrefix(name, "heads/") + "/"
 	}
 
 	pull := PullOptions{Progress: opts.Progress, Ref: opts.Ref}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spore-vm/spore/objects"
+	"github.com/spore-vm/spore/refs"
+	"github.com/spore-vm/spore/transport"
+)
+
+// PushCmd uploads a commit to a registry repository.
+type PushCmd struct {
+	Revision    string `arg:"" help:"Ref or commit ID to push."`
+	Destination string `arg:"" help:"Registry repository and optional tag: REGISTRY/REPO[:TAG]."`
+	Children    bool   `help:"Also push every fork child under refs/forks/NAME/, where NAME is the pushed ref's short name."`
+	PlainHTTP   bool   `help:"Talk plain HTTP to the registry (loopback registries use it without this flag)."`
+}
+
+func (c *PushCmd) Run(g *Globals) error {
+	ref, err := transport.ParseReference(c.Destination)
+	if err != nil {
+		return withExitCode(ExitUsage, err)
+	}
+	tag := ref.Reference
+	if strings.Contains(tag, ":") {
+		return withExitCode(ExitUsage, fmt.Errorf("push destination %q names a digest; name a tag or nothing (REGISTRY/REPO[:TAG])", c.Destination))
+	}
+
+	s, r, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	id, how, err := refs.Revision(s, r, c.Revision)
+	if err != nil {
+		return revisionError(err)
+	}
+
+	var children []transport.Child
+	if c.Children {
+		children, err = forkChildren(r, id, how)
+		if err != nil {
+			return err
+		}
+	}
+
+	repo, err := transport.OpenRepository(c.Destination, transport.RemoteOptions{PlainHTTP: c.PlainHTTP})
+	if err != nil {
+		return withExitCode(ExitUsage, err)
+	}
+	progress := newProgressPrinter(g)
+	result, err := transport.Push(context.Background(), s, repo, id, transport.PushOptions{Tag: tag, Children: children, Progress: progress.report})
+	progress.finish()
+	if err != nil {
+		return fmt.Errorf("push to %s: %w", ref.Registry, err)
+	}
+
+	if g.JSON {
+		return writeJSON(os.Stdout, result)
+	}
+	name := ref.Registry + "/" + ref.Repository
+	fmt.Printf("pushed %s as %s@%s\n", id.Short(), name, result.Manifest)
+	if tag != "" {
+		fmt.Printf("tagged %s:%s\n", name, tag)
+	}
+	for _, child := range result.Children {
+		fmt.Printf("pushed child %s (%s) as %s@%s\n", child.Name, child.Commit.Short(), name, child.Manifest)
+	}
+	fmt.Printf("%d blobs sent (%s), %d skipped, %d manifests\n", result.Total.Blobs, formatBytes(result.Total.Bytes), result.Total.BlobsSkipped, result.Total.Manifests)
+	return nil
+}
+
+// forkChildren returns the commits under the fork namespace of the
+// revision: refs/forks/NAME/, where NAME is the ref's short name without
+// heads/ or forks/ (refs/heads/base gives refs/forks/base/), or the short
+// commit ID when the revision is a commit ID. spore fork writes children
+// there.
+func forkChildren(r *refs.Refs, id objects.ID, how string) ([]transport.Child, error) {
+	name := id.Short()
+	if strings.HasPrefix(how, "refs/") {
+		name = strings.TrimPrefix(refs.ShortName(how), "forks/")
+		name = strings.TrimPrefix(name, "heads/")
+	}
+	prefix := refs.ForksPrefix + name + "/"
+	list, err := r.List(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var children []transport.Child
+	for _, ref := range list {
+		if ref.Target.IsZero() {
+			continue
+		}
+		children = append(children, transport.Child{Name: strings.TrimPrefix(ref.Name, prefix), Commit: ref.Target})
+	}
+	if len(children) == 0 {
+		return nil, fmt.Errorf("--children: no fork children under %s (fork the commit first, or leave out --children)", prefix)
+	}
+	return children, nil
+}
+
+// pullRefName turns the --ref value into a full ref name: names without
+// refs/ are branches.
+func pullRefName(name string) (string, error) {
+	if !strings.HasPrefix(name, "refs/") {
+		name = refs.HeadsPrefix + name
+	}
+	if err := refs.ValidateName(name); err != nil {
+		return "", withExitCode(ExitUsage, err)
+	}
+	return name, nil
+}
+
+// transportError gives errors about missing manifests or children their
+// own wording and keeps everything else as it is.
+func transportError(err error) error {
+	if errors.Is(err, objects.ErrCorrupt) {
+		return fmt.Errorf("%w (nothing was written to refs; the source holds corrupt data)", err)
+	}
+	return err
+}
