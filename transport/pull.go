@@ -298,47 +298,61 @@ func (imp *importer) layer(desc ocispec.Descriptor) error {
 	return nil
 }
 
-// objects reads pack records from r and stores them in verified batches.
+// objects reads pack records from r and stores them in batches. A second
+// goroutine verifies and stores one batch while the next one is read, so
+// the network and the store work at the same time. PutRawBatch verifies
+// each object against its ID and names the first one that does not match.
 func (imp *importer) objects(r io.Reader) error {
 	pack, err := newPackReader(r)
 	if err != nil {
 		return err
 	}
-	var batch []objects.RawObject
-	batchBytes := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := imp.store.PutRawBatch(batch); err != nil {
-			return err
-		}
-		imp.result.Objects += len(batch)
-		batch, batchBytes = batch[:0], 0
-		return nil
-	}
 
-	for {
-		id, raw, err := pack.next()
-		if err == io.EOF {
-			return flush()
-		}
-		if err != nil {
-			return err
-		}
-		// Verify now, so that the error names the first bad object and
-		// nothing after it is stored.
-		if _, _, err := objects.DecodeVerified(id, raw); err != nil {
-			return err
-		}
-		batch = append(batch, objects.RawObject{ID: id, Raw: append([]byte(nil), raw...)})
-		batchBytes += len(raw)
-		if batchBytes >= importBatchBytes {
-			if err := flush(); err != nil {
-				return err
+	batches := make(chan []objects.RawObject, 1)
+	stored := make(chan error, 1)
+	go func() {
+		var storeErr error
+		for batch := range batches {
+			if storeErr == nil {
+				storeErr = imp.store.PutRawBatch(batch)
 			}
 		}
+		stored <- storeErr
+	}()
+
+	readErr := func() error {
+		var batch []objects.RawObject
+		batchBytes := 0
+		for {
+			id, raw, err := pack.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			batch = append(batch, objects.RawObject{ID: id, Raw: append([]byte(nil), raw...)})
+			batchBytes += len(raw)
+			imp.result.Objects++
+			if batchBytes >= importBatchBytes {
+				batches <- batch
+				batch, batchBytes = nil, 0
+			}
+		}
+		if len(batch) > 0 {
+			batches <- batch
+		}
+		return nil
+	}()
+	close(batches)
+	storeErr := <-stored
+
+	// A corrupt object is the cause when both fail: a read error after it
+	// comes from the same bad bytes.
+	if storeErr != nil {
+		return storeErr
 	}
+	return readErr
 }
 
 // checkClosure checks that every object commit id reaches is stored.
