@@ -39,6 +39,11 @@ TEST_IMAGE_BUSYBOX := $(TEST_IMAGES)/busybox
 # the testbed has no libc, and spore run --image runs mke2fs there.
 TESTBED_DEBS := $(DEB_CACHE)/testbed-arm64
 TESTBED_DEB_PACKAGES := e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 libss2 libc6 docker-registry
+# The transport e2e tests start that docker-registry through its ld.so,
+# because the testbed has no C library in /lib (see testsuite/registry).
+TESTBED_REGISTRY_ENV := SPORE_TEST_REGISTRY=$(TESTBED_DEBS)/usr/bin/docker-registry \
+	SPORE_TEST_REGISTRY_LOADER=$(TESTBED_DEBS)/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1 \
+	SPORE_TEST_REGISTRY_LIBRARY_PATH=$(TESTBED_DEBS)/lib/aarch64-linux-gnu
 
 .PHONY: all build test unit e2e bench install vet clean testbed-exec demo FORCE
 
@@ -99,7 +104,7 @@ unit: $(GUEST_INITRD)
 	$(GO) test -timeout 15m ./...
 
 E2E_ENV := SPORE_TEST_KERNEL=$(GUEST_KERNEL) SPORE_KERNEL=$(GUEST_KERNEL) SPORE_BUSYBOX=$(BUSYBOX) SPORE_TEST_SPORE=$(SPORE_ARM64) SPORE_TEST_ROOTFS=$(TEST_ROOTFS) \
-	SPORE_TEST_IMAGES=$(TEST_IMAGES) SPORE_E2FSPROGS=$(TESTBED_DEBS)
+	SPORE_TEST_IMAGES=$(TEST_IMAGES) SPORE_E2FSPROGS=$(TESTBED_DEBS) $(TESTBED_REGISTRY_ENV)
 E2E_ASSETS := $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS) $(TEST_IMAGES)/debian/index.json $(TESTBED_DEBS)/sbin/mke2fs \
 	$(TEST_IMAGE_BUSYBOX)/index.json
 

@@ -27,6 +27,16 @@ import (
 // to use instead of docker-registry on PATH.
 const EnvBinary = "SPORE_REGISTRY"
 
+// EnvLoader names the environment variable that points to an ELF
+// interpreter (a glibc ld.so) to start the registry binary with, and
+// EnvLibraryPath the directory of the C library it loads. They let a
+// dynamically linked registry, such as Debian's arm64 docker-registry, run
+// where its C library is not installed, as in the arm64 testbed.
+const (
+	EnvLoader      = "SPORE_REGISTRY_LOADER"
+	EnvLibraryPath = "SPORE_REGISTRY_LIBRARY_PATH"
+)
+
 // StartTimeout bounds how long Start and Restart wait for GET /v2/ to
 // return 200. It is generous because the arm64 testbed emulates its CPU.
 var StartTimeout = 60 * time.Second
@@ -211,6 +221,13 @@ func (r *Registry) start() error {
 	defer logFile.Close()
 
 	cmd := exec.Command(r.binary, "serve", r.config)
+	if loader := os.Getenv(EnvLoader); loader != "" {
+		args := []string{r.binary, "serve", r.config}
+		if dir := os.Getenv(EnvLibraryPath); dir != "" {
+			args = append([]string{"--library-path", dir}, args...)
+		}
+		cmd = exec.Command(loader, args...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
