@@ -101,9 +101,9 @@ func concatLayers(b *testing.B, s *testStore, id objects.ID) []byte {
 }
 
 // BenchmarkChildUpload pushes a base and 100 children that each changed a
-// few memory chunks, then reports how many bytes each child's push sent
-// (besides its manifest) per unique byte of the child, and how many layer
-// blobs a second push of the whole tree sent.
+// few memory chunks. It reports the bytes each child's push sent besides its
+// manifest, per unique byte of the child. It also reports how many blobs a
+// second push of the whole tree sent.
 func BenchmarkChildUpload(b *testing.B) {
 	reg := registry.Start(b)
 	s := openTestStore(b)

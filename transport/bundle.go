@@ -89,7 +89,7 @@ func (w *BundleWriter) writeFile(name string, data []byte) error {
 	return nil
 }
 
-// Exists reports whether the bundle has the blob already.
+// Exists reports whether the bundle contains the blob already.
 func (w *BundleWriter) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error) {
 	_, ok := w.blobs[desc.Digest]
 	return ok, nil
@@ -310,7 +310,7 @@ func (b *BundleReader) Root() (ocispec.Descriptor, error) {
 	return roots[0], nil
 }
 
-// Exists reports whether the bundle holds the blob.
+// Exists reports whether the bundle contains the blob.
 func (b *BundleReader) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error) {
 	entry, ok := b.blobs[desc.Digest]
 	return ok && entry.size == desc.Size, nil
@@ -375,9 +375,9 @@ func (b *BundleReader) Referrers(ctx context.Context, desc ocispec.Descriptor, a
 	return fn(out)
 }
 
-// offsetReader tracks the read position of a file so that scan knows where
-// each tar entry's data starts. Seek lets archive/tar skip data instead of
-// reading it.
+// offsetReader tracks the read position of a file, which is where each tar
+// entry's data starts after tar.Reader.Next. Seek lets archive/tar skip data
+// instead of reading it.
 type offsetReader struct {
 	r      io.ReadSeeker
 	offset int64
@@ -396,4 +396,3 @@ func (o *offsetReader) Seek(offset int64, whence int) (int64, error) {
 	}
 	return pos, err
 }
-

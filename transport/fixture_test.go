@@ -245,4 +245,3 @@ func fsckClean(t testing.TB, s *testStore, id objects.ID) {
 }
 
 var background = context.Background()
-

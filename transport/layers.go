@@ -12,17 +12,18 @@ import (
 )
 
 // LayerTarget is the size of object encodings after which a pack layer is
-// closed and the next one started: a retry after a failed upload repeats at
-// most this much, and a layer never grows past it by more than one object.
+// closed and the next one started. A layer grows past it by at most one
+// object, and a retry after a failed upload repeats at most one layer.
 const LayerTarget = 16 << 20
 
-// Layering: a commit's manifest lists the layers of its parents first (in
-// parent order, each layer once) and then the layers of its delta: the
-// objects of its closure that no parent's closure contains, in reverse
-// closure order so that chunks come first and the commit object last. The
-// delta depends only on the commit (its parents are part of it), so the
-// same commit always yields the same layers, and a child shares every
-// layer of its parent and uploads only its delta.
+// Layering: a commit's manifest lists the layers of its parents first, in
+// parent order and each layer once. Then come the layers of its delta,
+// which holds the objects of its closure that no parent's closure
+// contains. The delta is in reverse closure order, so chunks come first and
+// the commit object last. The parents are part of the commit, so the delta
+// depends only on the commit and the same commit always yields the same
+// layers. A child shares every layer of its parent and uploads only its
+// delta.
 
 // builtLayer is one pack layer, written to a temporary file.
 type builtLayer struct {

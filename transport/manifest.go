@@ -38,7 +38,7 @@ const (
 // manifest bytes.
 func encodeManifest(id objects.ID, commit *objects.Commit, config ocispec.Descriptor, layers []ocispec.Descriptor, subject *ocispec.Descriptor, forkName string) ([]byte, ocispec.Descriptor, error) {
 	annotations := map[string]string{
-		AnnotationCommit:           id.String(),
+		AnnotationCommit:          id.String(),
 		ocispec.AnnotationCreated: commit.Time.UTC().Format(time.RFC3339Nano),
 	}
 	if forkName != "" {

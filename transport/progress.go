@@ -7,8 +7,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// progressReader reports the bytes read through it, at most once per MiB
-// and at the end.
+// progressReader reports the bytes read through it after each MiB, and
+// once more at the end of the blob.
 type progressReader struct {
 	r        io.Reader
 	event    Progress

@@ -260,8 +260,9 @@ type importer struct {
 }
 
 // layer imports one pack layer, unless the store has the commit whose
-// delta it carries: a commit object is stored last in its delta's last
-// layer, so a stored commit means the layer's objects are stored too.
+// delta it carries. A commit object is in its delta's last layer, and
+// objects stores it after the rest of the layer, so a stored commit means
+// the delta is stored too.
 func (imp *importer) layer(desc ocispec.Descriptor) error {
 	owner, err := objects.ParseID(desc.Annotations[AnnotationCommit])
 	if err == nil {
@@ -298,28 +299,37 @@ func (imp *importer) layer(desc ocispec.Descriptor) error {
 	return nil
 }
 
-// objects reads pack records from r and stores them in batches. A second
-// goroutine verifies and stores one batch while the next one is read, so
-// the network and the store work at the same time. PutRawBatch verifies
-// each object against its ID and names the first one that does not match.
+// storeWriters is the number of goroutines that verify and store batches
+// of one layer while the next batch is read.
+const storeWriters = 2
+
+// objects reads pack records from r and stores them in batches, verified
+// by storeWriters goroutines while the reader goes on, so the network and
+// the store work at the same time. PutRawBatch verifies each object against
+// its ID and names the first one that does not match. Commit objects are
+// stored last, after every other object of the layer: a stored commit
+// tells a later pull that its delta is complete.
 func (imp *importer) objects(r io.Reader) error {
 	pack, err := newPackReader(r)
 	if err != nil {
 		return err
 	}
 
-	batches := make(chan []objects.RawObject, 1)
-	stored := make(chan error, 1)
-	go func() {
-		var storeErr error
-		for batch := range batches {
-			if storeErr == nil {
-				storeErr = imp.store.PutRawBatch(batch)
+	batches := make(chan []objects.RawObject, storeWriters)
+	results := make(chan error, storeWriters)
+	for range storeWriters {
+		go func() {
+			var storeErr error
+			for batch := range batches {
+				if storeErr == nil {
+					storeErr = imp.store.PutRawBatch(batch)
+				}
 			}
-		}
-		stored <- storeErr
-	}()
+			results <- storeErr
+		}()
+	}
 
+	var commits []objects.RawObject
 	readErr := func() error {
 		var batch []objects.RawObject
 		batchBytes := 0
@@ -331,9 +341,14 @@ func (imp *importer) objects(r io.Reader) error {
 			if err != nil {
 				return err
 			}
-			batch = append(batch, objects.RawObject{ID: id, Raw: append([]byte(nil), raw...)})
-			batchBytes += len(raw)
+			obj := objects.RawObject{ID: id, Raw: append([]byte(nil), raw...)}
 			imp.result.Objects++
+			if len(raw) > 0 && objects.Kind(raw[0]) == objects.KindCommit {
+				commits = append(commits, obj)
+				continue
+			}
+			batch = append(batch, obj)
+			batchBytes += len(raw)
 			if batchBytes >= importBatchBytes {
 				batches <- batch
 				batch, batchBytes = nil, 0
@@ -345,14 +360,25 @@ func (imp *importer) objects(r io.Reader) error {
 		return nil
 	}()
 	close(batches)
-	storeErr := <-stored
 
 	// A corrupt object is the cause when both fail: a read error after it
 	// comes from the same bad bytes.
+	var storeErr error
+	for range storeWriters {
+		if err := <-results; err != nil && storeErr == nil {
+			storeErr = err
+		}
+	}
 	if storeErr != nil {
 		return storeErr
 	}
-	return readErr
+	if readErr != nil {
+		return readErr
+	}
+	if len(commits) > 0 {
+		return imp.store.PutRawBatch(commits)
+	}
+	return nil
 }
 
 // checkClosure checks that every object commit id reaches is stored.

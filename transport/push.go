@@ -38,7 +38,7 @@ type PushOptions struct {
 type Progress struct {
 	// Digest is the blob being moved.
 	Digest digest.Digest
-	// MediaType tells a pack layer from a config or manifest.
+	// MediaType is the blob's media type: MediaTypePack for a pack layer.
 	MediaType string
 	// Objects is the number of objects in a pack layer.
 	Objects int

@@ -7,10 +7,10 @@ import (
 	"oras.land/oras-go/v2/content"
 )
 
-// Target is where push writes and pull reads: a registry repository
-// (*remote.Repository from OpenRepository) or an OCI image layout bundle
-// (CreateBundle, OpenBundle). Push and pull use only these methods, so
-// registries and bundle files share one code path.
+// Target is the content store that push writes and pull reads: a registry
+// repository (*remote.Repository from OpenRepository) or an OCI image
+// layout bundle (CreateBundle, OpenBundle). Push and pull use only these
+// methods, so registries and bundle files share one code path.
 type Target interface {
 	content.Storage
 	// Resolve returns the descriptor of the manifest that a tag or a

@@ -23,17 +23,17 @@ func (c *PackCmd) Run(g *Globals) error {
 		return err
 	}
 	defer s.Close()
-	id, how, err := refs.Revision(s, r, c.Revision)
+	id, refName, err := refs.Revision(s, r, c.Revision)
 	if err != nil {
 		return revisionError(err)
 	}
 
 	opts := transport.PackOptions{}
-	if strings.HasPrefix(how, "refs/") {
-		opts.Ref = how
+	if strings.HasPrefix(refName, "refs/") {
+		opts.Ref = refName
 	}
 	if c.Children {
-		opts.Children, err = forkChildren(r, id, how)
+		opts.Children, err = forkChildren(r, id, refName)
 		if err != nil {
 			return err
 		}

@@ -25,15 +25,15 @@ func (p *progressPrinter) report(e transport.Progress) {
 	if !p.enabled {
 		return
 	}
-	what := "blob"
+	label := "blob"
 	if e.MediaType == transport.MediaTypePack {
-		what = fmt.Sprintf("layer (%d objects)", e.Objects)
+		label = fmt.Sprintf("layer (%d objects)", e.Objects)
 	}
 	state := fmt.Sprintf("%s / %s", formatBytes(e.Done), formatBytes(e.Total))
 	if e.Skipped {
 		state = "already there"
 	}
-	fmt.Fprintf(os.Stderr, "\r\x1b[K%s %s %s", e.Digest.Encoded()[:12], what, state)
+	fmt.Fprintf(os.Stderr, "\r\x1b[K%s %s %s", e.Digest.Encoded()[:12], label, state)
 	p.open = true
 	if e.Skipped || e.Done >= e.Total {
 		fmt.Fprintln(os.Stderr)

@@ -79,13 +79,13 @@ func printPull(g *Globals, result *transport.PullResult) error {
 }
 
 func printPulled(result *transport.PullResult, manifest digest.Digest) {
-	what := "commit"
+	label := "commit"
 	if result.Child != "" {
-		what = "child " + result.Child
+		label = "child " + result.Child
 	}
 	if result.Ref != "" {
-		fmt.Printf("pulled %s %s (manifest %s) as %s\n", what, result.Commit, manifest, result.Ref)
+		fmt.Printf("pulled %s %s (manifest %s) as %s\n", label, result.Commit, manifest, result.Ref)
 		return
 	}
-	fmt.Printf("pulled %s %s (manifest %s)\n", what, result.Commit, manifest)
+	fmt.Printf("pulled %s %s (manifest %s)\n", label, result.Commit, manifest)
 }

@@ -35,14 +35,14 @@ func (c *PushCmd) Run(g *Globals) error {
 		return err
 	}
 	defer s.Close()
-	id, how, err := refs.Revision(s, r, c.Revision)
+	id, refName, err := refs.Revision(s, r, c.Revision)
 	if err != nil {
 		return revisionError(err)
 	}
 
 	var children []transport.Child
 	if c.Children {
-		children, err = forkChildren(r, id, how)
+		children, err = forkChildren(r, id, refName)
 		if err != nil {
 			return err
 		}
@@ -79,10 +79,10 @@ func (c *PushCmd) Run(g *Globals) error {
 // heads/ or forks/ (refs/heads/base gives refs/forks/base/), or the short
 // commit ID when the revision is a commit ID. spore fork writes children
 // there.
-func forkChildren(r *refs.Refs, id objects.ID, how string) ([]transport.Child, error) {
+func forkChildren(r *refs.Refs, id objects.ID, refName string) ([]transport.Child, error) {
 	name := id.Short()
-	if strings.HasPrefix(how, "refs/") {
-		name = strings.TrimPrefix(refs.ShortName(how), "forks/")
+	if strings.HasPrefix(refName, "refs/") {
+		name = strings.TrimPrefix(refs.ShortName(refName), "forks/")
 		name = strings.TrimPrefix(name, "heads/")
 	}
 	prefix := refs.ForksPrefix + name + "/"
@@ -115,11 +115,11 @@ func pullRefName(name string) (string, error) {
 	return name, nil
 }
 
-// transportError gives errors about missing manifests or children their
-// own wording and keeps everything else as it is.
+// transportError adds what to do next to errors about corrupt objects and
+// returns other errors as they are.
 func transportError(err error) error {
 	if errors.Is(err, objects.ErrCorrupt) {
-		return fmt.Errorf("%w (nothing was written to refs; the source holds corrupt data)", err)
+		return fmt.Errorf("%w (no ref was written; push the commit again from a good store)", err)
 	}
 	return err
 }
