@@ -53,6 +53,8 @@ type builder struct {
 	store *objects.Store
 	dir   string
 	built map[objects.ID]*builtCommit
+	// onLayer, when set, receives each layer as soon as it is written.
+	onLayer func(builtLayer)
 }
 
 func newBuilder(store *objects.Store) (*builder, error) {
@@ -172,6 +174,9 @@ func (b *builder) writeLayers(commit objects.ID, ids []objects.ID) ([]builtLayer
 		}
 		layers = append(layers, layer)
 		ids = ids[used:]
+		if b.onLayer != nil {
+			b.onLayer(layer)
+		}
 	}
 	return layers, nil
 }

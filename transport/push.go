@@ -105,17 +105,19 @@ func Push(ctx context.Context, store *objects.Store, dst Target, id objects.ID, 
 		builder:  b,
 		progress: opts.Progress,
 		present:  make(map[digest.Digest]bool),
+		sent:     make(map[digest.Digest]bool),
 		pushed:   make(map[string]bool),
 	}
 
-	root, err := b.build(id)
+	root, counts, err := p.buildWhileUploading(id)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", id.Short(), err)
 	}
-	counts, err := p.pushCommit(root, "")
+	c, err := p.pushCommit(root, "")
 	if err != nil {
 		return nil, err
 	}
+	counts.add(c)
 	result := &PushResult{
 		PushedCommit: PushedCommit{Commit: id, Manifest: root.desc.Digest, Counts: counts},
 		Tag:          opts.Tag,
@@ -130,14 +132,15 @@ func Push(ctx context.Context, store *objects.Store, dst Target, id objects.ID, 
 	}
 
 	for _, child := range opts.Children {
-		bc, err := b.build(child.Commit)
+		bc, counts, err := p.buildWhileUploading(child.Commit)
 		if err != nil {
 			return nil, fmt.Errorf("push child %s (%s): %w", child.Name, child.Commit.Short(), err)
 		}
-		counts, err := p.pushCommit(bc, child.Name)
+		c, err := p.pushCommit(bc, child.Name)
 		if err != nil {
 			return nil, fmt.Errorf("push child %s: %w", child.Name, err)
 		}
+		counts.add(c)
 		_, desc, err := b.manifest(bc, child.Name)
 		if err != nil {
 			return nil, err
@@ -156,9 +159,51 @@ type pusher struct {
 	progress func(Progress)
 	// present holds blobs known to be in the target.
 	present map[digest.Digest]bool
+	// sent holds blobs this push uploaded, which later commits neither
+	// upload nor count as skipped.
+	sent map[digest.Digest]bool
 	// pushed holds the commits (and fork names) whose manifests this push
 	// has sent.
 	pushed map[string]bool
+}
+
+// buildWhileUploading builds the layers of commit id and its ancestors
+// while a second goroutine uploads each layer as soon as it is written, so
+// reading the store and sending to the target overlap.
+func (p *pusher) buildWhileUploading(id objects.ID) (*builtCommit, Counts, error) {
+	var counts Counts
+	var uploadErr error
+	layers := make(chan builtLayer, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for layer := range layers {
+			if uploadErr != nil {
+				continue
+			}
+			c, err := p.pushBlob(layer.desc, func() (io.ReadCloser, error) { return os.Open(layer.path) })
+			if err != nil {
+				uploadErr = fmt.Errorf("upload layer %s of commit %s: %w", layer.desc.Digest, layer.desc.Annotations[AnnotationCommit], err)
+				continue
+			}
+			c.LayerBytes = c.Bytes
+			counts.add(c)
+		}
+	}()
+
+	p.builder.onLayer = func(layer builtLayer) { layers <- layer }
+	bc, err := p.builder.build(id)
+	p.builder.onLayer = nil
+	close(layers)
+	<-done
+
+	if uploadErr != nil {
+		return nil, counts, uploadErr
+	}
+	if err != nil {
+		return nil, counts, err
+	}
+	return bc, counts, nil
 }
 
 // pushCommit uploads bc's ancestors, then bc's layers, config and manifest.
@@ -214,6 +259,9 @@ func (p *pusher) pushCommit(bc *builtCommit, forkName string) (Counts, error) {
 // pushBlob uploads one blob unless the target has it.
 func (p *pusher) pushBlob(desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (Counts, error) {
 	var counts Counts
+	if p.sent[desc.Digest] {
+		return counts, nil
+	}
 	objectsCount := objectCount(desc)
 	if !p.present[desc.Digest] {
 		exists, err := p.dst.Exists(p.ctx, desc)
@@ -233,6 +281,7 @@ func (p *pusher) pushBlob(desc ocispec.Descriptor, open func() (io.ReadCloser, e
 			}
 			slog.Debug("pushed blob", "digest", desc.Digest, "size", desc.Size, "media_type", desc.MediaType)
 			p.present[desc.Digest] = true
+			p.sent[desc.Digest] = true
 			counts.Bytes += desc.Size
 			counts.Blobs++
 			return counts, nil
