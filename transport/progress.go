@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"strconv"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -33,4 +36,14 @@ func objectCount(desc ocispec.Descriptor) int {
 		return 0
 	}
 	return n
+}
+
+// withNetworkHint adds what to check to an error about a registry that
+// could not be reached.
+func withNetworkHint(err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return fmt.Errorf("%w (the registry is unreachable: check its address and that it is running)", err)
+	}
+	return err
 }

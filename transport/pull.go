@@ -76,7 +76,7 @@ func Pull(ctx context.Context, store *objects.Store, r *refs.Refs, src Target, r
 		if errors.Is(err, errdef.ErrNotFound) {
 			return nil, fmt.Errorf("%q not found: %w (check the tag or digest)", reference, err)
 		}
-		return nil, fmt.Errorf("resolve %q: %w", reference, err)
+		return nil, fmt.Errorf("resolve %q: %w", reference, withNetworkHint(err))
 	}
 
 	var updates []refs.Update

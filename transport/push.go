@@ -111,7 +111,7 @@ func Push(ctx context.Context, store *objects.Store, dst Target, id objects.ID, 
 
 	root, counts, err := p.buildWhileUploading(id)
 	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", id.Short(), err)
+		return nil, fmt.Errorf("push %s: %w", id.Short(), withNetworkHint(err))
 	}
 	c, err := p.pushCommit(root, "")
 	if err != nil {

@@ -292,3 +292,16 @@ func mustCommit(t testing.TB, s *testStore, id objects.ID) *objects.Commit {
 	}
 	return c
 }
+
+func TestPushUnreachableRegistry(t *testing.T) {
+	reg := registry.Start(t)
+	s := openTestStore(t)
+	base := makeBase(t, s, 1<<20)
+	repo := openRegistryRepo(t, reg, "spores/gone")
+	reg.Stop()
+
+	_, err := Push(background, s.Store, repo, base, PushOptions{Tag: "v1"})
+	if err == nil || !strings.Contains(err.Error(), "registry is unreachable") || !strings.Contains(err.Error(), reg.Host) {
+		t.Errorf("push to a stopped registry: %v, want an unreachable error naming %s", err, reg.Host)
+	}
+}
