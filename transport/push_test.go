@@ -305,3 +305,49 @@ func TestPushUnreachableRegistry(t *testing.T) {
 		t.Errorf("push to a stopped registry: %v, want an unreachable error naming %s", err, reg.Host)
 	}
 }
+
+func TestPullChildFetchesOnlyItsClosure(t *testing.T) {
+	reg := registry.Start(t)
+	src := openTestStore(t)
+	base := makeBase(t, src, 4<<20)
+	one := makeChild(t, src, base, "1", 3)
+	two := makeChild(t, src, base, "2", 3)
+	repo := openRegistryRepo(t, reg, "spores/closure")
+	pushed, err := Push(background, src.Store, repo, base, PushOptions{Tag: "base", Children: children(t, src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dst := openTestStore(t)
+	pulled, err := Pull(background, dst.Store, dst.refs, repo, "base", PullOptions{Child: "2", Ref: "refs/forks/base/2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Commit != two {
+		t.Fatalf("pulled %s, want child 2 %s", pulled.Commit.Short(), two.Short())
+	}
+	fsckClean(t, dst, two)
+
+	// Layers fetched: the base's and child 2's own, nothing of child 1.
+	want := pushed.LayerBytes + pushed.Children[1].LayerBytes
+	if pulled.LayerBytes != want {
+		t.Errorf("pull --child fetched %d layer bytes, want %d (base %d + child 2 %d)", pulled.LayerBytes, want, pushed.LayerBytes, pushed.Children[1].LayerBytes)
+	}
+	if has, _ := dst.Has(one); has {
+		t.Error("child 1's commit was fetched")
+	}
+	onlyInOne := 0
+	err = src.Closure([]objects.ID{one}, func(l objects.Link) error {
+		inTwo, _ := dst.Has(l.ID)
+		if !inTwo {
+			onlyInOne++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if onlyInOne == 0 {
+		t.Error("every object of child 1 is in the store after pulling child 2; want child 1's delta missing")
+	}
+}

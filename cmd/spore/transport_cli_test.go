@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/creack/pty"
 	"github.com/spore-vm/spore/testsuite/registry"
 	"github.com/spore-vm/spore/transport"
 )
@@ -124,4 +129,46 @@ func closedPort(t *testing.T) int {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	return port
+}
+
+func TestPushProgressOnTerminal(t *testing.T) {
+	reg := registry.Start(t)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	src := storeDir(t)
+	makeForkTree(t, src)
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "--store", src, "push", "main", reg.Reference("spores/tty")+":v1")
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "SPORE_STORE_IDLE_TIMEOUT=500ms")
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var progress bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&progress, ptmx)
+		close(copied)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("push: %v\n%s", err, progress.String())
+	}
+	<-copied
+
+	if !strings.Contains(progress.String(), "layer (") || !strings.Contains(progress.String(), "objects)") {
+		t.Errorf("no layer progress on the terminal:\n%q", progress.String())
+	}
+	if !strings.Contains(stdout.String(), "pushed ") {
+		t.Errorf("summary missing from stdout: %q", stdout.String())
+	}
 }
