@@ -139,3 +139,34 @@ func TestOpenBundleRejectsOtherFiles(t *testing.T) {
 		t.Errorf("error = %v, want one naming %s", err, path)
 	}
 }
+
+func FuzzOpenBundle(f *testing.F) {
+	s := openTestStore(f)
+	base := makeBase(f, s, 64<<10)
+	path := filepath.Join(f.TempDir(), "seed.tar")
+	if _, err := Pack(background, s.Store, path, base, PackOptions{Ref: "refs/heads/base"}); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte{})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "bundle.tar")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dst := openTestStore(t)
+		result, err := Unpack(background, dst.Store, dst.refs, path, UnpackOptions{Ref: "refs/heads/fuzz"})
+		if err != nil {
+			if _, ok, _ := dst.refs.Get("refs/heads/fuzz"); ok {
+				t.Fatal("a failed unpack created a ref")
+			}
+			return
+		}
+		fsckClean(t, dst, result.Commit)
+	})
+}

@@ -351,3 +351,36 @@ func TestPullChildFetchesOnlyItsClosure(t *testing.T) {
 		t.Error("every object of child 1 is in the store after pulling child 2; want child 1's delta missing")
 	}
 }
+
+func TestPullKeepsExistingRef(t *testing.T) {
+	reg := registry.Start(t)
+	src := openTestStore(t)
+	base := makeBase(t, src, 1<<20)
+	child := makeChild(t, src, base, "1", 1)
+	repo := openRegistryRepo(t, reg, "spores/refs")
+	if _, err := Push(background, src.Store, repo, base, PushOptions{Tag: "base"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(background, src.Store, repo, child, PushOptions{Tag: "child"}); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := openTestStore(t)
+	if _, err := Pull(background, dst.Store, dst.refs, repo, "base", PullOptions{Ref: "refs/heads/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(background, dst.Store, dst.refs, repo, "base", PullOptions{Ref: "refs/heads/x"}); err != nil {
+		t.Errorf("pulling the same commit to the same ref again: %v", err)
+	}
+	_, err := Pull(background, dst.Store, dst.refs, repo, "child", PullOptions{Ref: "refs/heads/x"})
+	if err == nil || !strings.Contains(err.Error(), "refs/heads/x already exists") {
+		t.Errorf("pull onto a ref that points elsewhere: %v", err)
+	}
+	got, err := dst.refs.Resolve("refs/heads/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != base {
+		t.Errorf("refs/heads/x = %s after the rejected pull, want %s", got.Short(), base.Short())
+	}
+}
