@@ -57,6 +57,16 @@ func TestPushPullChildCommands(t *testing.T) {
 	}
 	spore(t, dst, "fsck").mustSucceed(t)
 
+	all := storeDir(t)
+	res = spore(t, all, "--json", "pull", reg.Reference("spores/warm")+":warm", "--children").mustSucceed(t)
+	var tree transport.PullResult
+	if err := json.Unmarshal([]byte(res.stdout), &tree); err != nil {
+		t.Fatal(err)
+	}
+	if tree.Commit != ft.warm || len(tree.Children) != 3 || tree.Children[2].Ref != "refs/forks/warm/3" || tree.Children[2].Commit != ft.children[2] {
+		t.Errorf("pull --children summary = %+v", tree)
+	}
+
 	byDigest := reg.Reference("spores/warm") + "@" + pushed.Manifest.String()
 	out = spore(t, dst, "pull", byDigest, "--ref", "warm").mustSucceed(t).stdout
 	if !strings.Contains(out, "refs/heads/warm") {

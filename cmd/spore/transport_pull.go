@@ -14,6 +14,7 @@ import (
 type PullCmd struct {
 	Source    string `arg:"" help:"Registry repository with a tag or digest: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST."`
 	Child     string `help:"Pull only the fork child of this name (as spore push --children named it) and what it needs." placeholder:"NAME"`
+	Children  bool   `help:"Also pull every fork child of the commit, as refs/forks/TAG/NAME (needs a tag)."`
 	Ref       string `help:"Ref to create for the pulled commit (a name without refs/ is a branch). Default: refs/tags/TAG, or refs/forks/TAG/NAME with --child; none for a digest." placeholder:"NAME"`
 	PlainHTTP bool   `help:"Talk plain HTTP to the registry (loopback registries use it without this flag)."`
 }
@@ -25,6 +26,10 @@ func (c *PullCmd) Run(g *Globals) error {
 	}
 	if ref.Reference == "" {
 		return withExitCode(ExitUsage, fmt.Errorf("%q names no tag or digest (write REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST)", c.Source))
+	}
+
+	if c.Children && (c.Child != "" || ref.ValidateReferenceAsDigest() == nil) {
+		return withExitCode(ExitUsage, fmt.Errorf("--children needs a tag and no --child (write REGISTRY/REPO:TAG)"))
 	}
 
 	refName := ""
@@ -57,7 +62,12 @@ func (c *PullCmd) Run(g *Globals) error {
 	}
 
 	progress := newProgressPrinter(g)
-	result, err := transport.Pull(context.Background(), s, r, repo, ref.Reference, transport.PullOptions{Child: c.Child, Ref: refName, Progress: progress.report})
+	opts := transport.PullOptions{Child: c.Child, Ref: refName, Progress: progress.report}
+	if c.Children {
+		opts.Children = true
+		opts.ChildRefPrefix = refs.ForksPrefix + ref.Reference + "/"
+	}
+	result, err := transport.Pull(context.Background(), s, r, repo, ref.Reference, opts)
 	progress.finish()
 	if err != nil {
 		return transportError(fmt.Errorf("pull from %s/%s: %w", ref.Registry, ref.Repository, err))
