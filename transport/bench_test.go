@@ -80,7 +80,7 @@ func BenchmarkPushPull(b *testing.B) {
 // concatLayers returns the bytes of every pack layer of commit id.
 func concatLayers(b *testing.B, s *testStore, id objects.ID) []byte {
 	b.Helper()
-	builder, err := newBuilder(s.Store)
+	builder, err := newBuilder(s.Store, "")
 	if err != nil {
 		b.Fatal(err)
 	}

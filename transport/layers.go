@@ -25,7 +25,8 @@ const LayerTarget = 16 << 20
 // layers. A child shares every layer of its parent and uploads only its
 // delta.
 
-// builtLayer is one pack layer, written to a temporary file.
+// builtLayer is one pack layer, written to a temporary file. Its path is
+// empty while only its descriptor is known, from the layer cache.
 type builtLayer struct {
 	desc ocispec.Descriptor
 	path string
@@ -39,7 +40,7 @@ type builtCommit struct {
 	cfgDesc ocispec.Descriptor
 	parents []*builtCommit
 	// layers lists every layer of the manifest, ancestors' layers first.
-	layers []builtLayer
+	layers []*builtLayer
 	// own is the number of layers at the end of layers that hold this
 	// commit's delta.
 	own      int
@@ -52,17 +53,22 @@ type builtCommit struct {
 type builder struct {
 	store *objects.Store
 	dir   string
+	cache layerCache
 	built map[objects.ID]*builtCommit
 	// onLayer, when set, receives each layer as soon as it is written.
-	onLayer func(builtLayer)
+	onLayer func(*builtLayer)
+	// packed counts the layers written from the store.
+	packed int
 }
 
-func newBuilder(store *objects.Store) (*builder, error) {
+// newBuilder returns a builder that writes layers to a temporary
+// directory and keeps their descriptors in cacheDir ("" keeps none).
+func newBuilder(store *objects.Store, cacheDir string) (*builder, error) {
 	dir, err := os.MkdirTemp("", "spore-push-")
 	if err != nil {
 		return nil, fmt.Errorf("create a directory for pack layers: %w", err)
 	}
-	return &builder{store: store, dir: dir, built: make(map[objects.ID]*builtCommit)}, nil
+	return &builder{store: store, dir: dir, cache: layerCache{dir: cacheDir}, built: make(map[objects.ID]*builtCommit)}, nil
 }
 
 // Close removes the layer files.
@@ -106,11 +112,7 @@ func (b *builder) build(id objects.ID) (*builtCommit, error) {
 		}
 	}
 
-	delta, err := b.delta(bc)
-	if err != nil {
-		return nil, fmt.Errorf("commit %s: %w", id.Short(), err)
-	}
-	own, err := b.writeLayers(id, delta)
+	own, err := b.ownLayers(bc)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", id.Short(), err)
 	}
@@ -139,16 +141,109 @@ func (b *builder) manifest(bc *builtCommit, forkName string) ([]byte, ocispec.De
 	return encodeManifest(bc.id, bc.commit, bc.cfgDesc, layers, subject, forkName)
 }
 
+// ownLayers returns the layers of bc's delta: their descriptors from the
+// cache, or layers packed from the store.
+func (b *builder) ownLayers(bc *builtCommit) ([]*builtLayer, error) {
+	if descs, ok := b.cache.load(bc.id); ok {
+		own := make([]*builtLayer, len(descs))
+		for i, desc := range descs {
+			own[i] = &builtLayer{desc: desc}
+		}
+		return own, nil
+	}
+
+	delta, err := b.delta(bc)
+	if err != nil {
+		return nil, err
+	}
+	own, err := b.writeLayers(bc.id, delta)
+	if err != nil {
+		return nil, err
+	}
+	descs := make([]ocispec.Descriptor, len(own))
+	for i, layer := range own {
+		descs[i] = layer.desc
+	}
+	b.cache.save(bc.id, descs)
+	return own, nil
+}
+
+// layerPath returns the file of a layer, packing the layers of its commit
+// again when only their cached descriptors are known. The packed layers
+// must match the cached descriptors.
+func (b *builder) layerPath(layer *builtLayer) (string, error) {
+	if layer.path != "" {
+		return layer.path, nil
+	}
+	owner, err := objects.ParseID(layer.desc.Annotations[AnnotationCommit])
+	if err != nil {
+		return "", fmt.Errorf("layer %s: %w", layer.desc.Digest, err)
+	}
+	bc, ok := b.built[owner]
+	if !ok {
+		return "", fmt.Errorf("layer %s belongs to commit %s, which this push did not build", layer.desc.Digest, owner.Short())
+	}
+
+	delta, err := b.delta(bc)
+	if err != nil {
+		return "", fmt.Errorf("commit %s: %w", owner.Short(), err)
+	}
+	onLayer := b.onLayer
+	b.onLayer = nil
+	packed, err := b.writeLayers(owner, delta)
+	b.onLayer = onLayer
+	if err != nil {
+		return "", fmt.Errorf("commit %s: %w", owner.Short(), err)
+	}
+	own := bc.layers[len(bc.layers)-bc.own:]
+	if len(packed) != len(own) {
+		return "", fmt.Errorf("commit %s packs into %d layers, but the layer cache in %s lists %d (delete that directory)", owner.Short(), len(packed), b.cache.dir, len(own))
+	}
+	for i := range own {
+		if packed[i].desc.Digest != own[i].desc.Digest || packed[i].desc.Size != own[i].desc.Size {
+			return "", fmt.Errorf("commit %s: layer %d packs to %s, but the layer cache in %s lists %s (delete that directory)", owner.Short(), i, packed[i].desc.Digest, b.cache.dir, own[i].desc.Digest)
+		}
+		own[i].path = packed[i].path
+	}
+	return layer.path, nil
+}
+
+// closureOf returns the set of objects that bc reaches.
+func (b *builder) closureOf(bc *builtCommit) (map[objects.ID]struct{}, error) {
+	if bc.closure != nil {
+		return bc.closure, nil
+	}
+	closure := make(map[objects.ID]struct{})
+	err := b.store.Closure([]objects.ID{bc.id}, func(l objects.Link) error {
+		closure[l.ID] = struct{}{}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	bc.closure = closure
+	return closure, nil
+}
+
 // delta returns the objects of bc's closure that none of its parents'
 // closures contains, in reverse closure order. It also records bc's closure
 // for its children.
 func (b *builder) delta(bc *builtCommit) ([]objects.ID, error) {
-	bc.closure = make(map[objects.ID]struct{})
+	parents := make([]map[objects.ID]struct{}, len(bc.parents))
+	for i, parent := range bc.parents {
+		closure, err := b.closureOf(parent)
+		if err != nil {
+			return nil, err
+		}
+		parents[i] = closure
+	}
+
+	closure := make(map[objects.ID]struct{})
 	var order []objects.ID
 	err := b.store.Closure([]objects.ID{bc.id}, func(l objects.Link) error {
-		bc.closure[l.ID] = struct{}{}
-		for _, parent := range bc.parents {
-			if _, ok := parent.closure[l.ID]; ok {
+		closure[l.ID] = struct{}{}
+		for _, parent := range parents {
+			if _, ok := parent[l.ID]; ok {
 				return nil
 			}
 		}
@@ -158,6 +253,7 @@ func (b *builder) delta(bc *builtCommit) ([]objects.ID, error) {
 	if err != nil {
 		return nil, err
 	}
+	bc.closure = closure
 	for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
 		order[i], order[j] = order[j], order[i]
 	}
@@ -165,8 +261,8 @@ func (b *builder) delta(bc *builtCommit) ([]objects.ID, error) {
 }
 
 // writeLayers packs ids into layers of about LayerTarget bytes each.
-func (b *builder) writeLayers(commit objects.ID, ids []objects.ID) ([]builtLayer, error) {
-	var layers []builtLayer
+func (b *builder) writeLayers(commit objects.ID, ids []objects.ID) ([]*builtLayer, error) {
+	var layers []*builtLayer
 	for len(ids) > 0 {
 		layer, used, err := b.writeLayer(commit, ids)
 		if err != nil {
@@ -183,10 +279,10 @@ func (b *builder) writeLayers(commit objects.ID, ids []objects.ID) ([]builtLayer
 
 // writeLayer packs objects from the front of ids until the layer reaches
 // LayerTarget and returns how many it took.
-func (b *builder) writeLayer(commit objects.ID, ids []objects.ID) (builtLayer, int, error) {
+func (b *builder) writeLayer(commit objects.ID, ids []objects.ID) (*builtLayer, int, error) {
 	f, err := os.CreateTemp(b.dir, "layer-")
 	if err != nil {
-		return builtLayer{}, 0, fmt.Errorf("create a pack layer file: %w", err)
+		return nil, 0, fmt.Errorf("create a pack layer file: %w", err)
 	}
 	defer f.Close()
 
@@ -194,26 +290,27 @@ func (b *builder) writeLayer(commit objects.ID, ids []objects.ID) (builtLayer, i
 	counter := &countingWriter{w: io.MultiWriter(f, hash)}
 	pack, err := newPackWriter(counter)
 	if err != nil {
-		return builtLayer{}, 0, fmt.Errorf("write pack layer: %w", err)
+		return nil, 0, fmt.Errorf("write pack layer: %w", err)
 	}
 	used, encoded := 0, 0
 	for used < len(ids) && encoded < LayerTarget {
 		raw, err := b.store.GetRaw(ids[used])
 		if err != nil {
-			return builtLayer{}, 0, err
+			return nil, 0, err
 		}
 		if err := pack.add(ids[used], raw); err != nil {
-			return builtLayer{}, 0, fmt.Errorf("write pack layer: %w", err)
+			return nil, 0, fmt.Errorf("write pack layer: %w", err)
 		}
 		encoded += len(raw)
 		used++
 	}
 	if err := f.Close(); err != nil {
-		return builtLayer{}, 0, fmt.Errorf("write pack layer: %w", err)
+		return nil, 0, fmt.Errorf("write pack layer: %w", err)
 	}
 
+	b.packed++
 	dgst := digest.NewDigestFromBytes(digest.SHA256, hash.Sum(nil))
-	return builtLayer{
+	return &builtLayer{
 		desc: layerDescriptor(dgst, counter.n, commit, used),
 		path: f.Name(),
 	}, used, nil

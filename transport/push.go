@@ -32,6 +32,11 @@ type PushOptions struct {
 	Children []Child
 	// Progress, when set, receives progress events of uploads.
 	Progress func(Progress)
+	// LayerCache is the directory that keeps the layer descriptors of
+	// pushed commits, so later pushes need not pack ancestors again to
+	// learn their digests. Empty means transport-cache in the store's
+	// directory, or no cache for a store without one.
+	LayerCache string
 }
 
 // Progress is one progress event of a push or a pull.
@@ -86,6 +91,10 @@ type PushResult struct {
 	Children []PushedCommit `json:"children,omitempty"`
 	// Total sums the commit and its children.
 	Total Counts `json:"total"`
+	// LayersPacked counts the layers packed from the store; layers whose
+	// descriptors came from the layer cache and that the target had
+	// already were not packed.
+	LayersPacked int `json:"layers_packed"`
 }
 
 // Push uploads commit id, its ancestors and opts.Children to dst. Blobs
@@ -93,7 +102,11 @@ type PushResult struct {
 // every blob and manifest of the commit is in place, so an interrupted
 // push leaves no tag that names missing content.
 func Push(ctx context.Context, store *objects.Store, dst Target, id objects.ID, opts PushOptions) (*PushResult, error) {
-	b, err := newBuilder(store)
+	cacheDir := opts.LayerCache
+	if cacheDir == "" {
+		cacheDir = defaultLayerCacheDir(store)
+	}
+	b, err := newBuilder(store, cacheDir)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +161,7 @@ func Push(ctx context.Context, store *objects.Store, dst Target, id objects.ID, 
 		result.Children = append(result.Children, PushedCommit{Name: child.Name, Commit: child.Commit, Manifest: desc.Digest, Counts: counts})
 		result.Total.add(counts)
 	}
+	result.LayersPacked = b.packed
 	return result, nil
 }
 
@@ -173,7 +187,7 @@ type pusher struct {
 func (p *pusher) buildWhileUploading(id objects.ID) (*builtCommit, Counts, error) {
 	var counts Counts
 	var uploadErr error
-	layers := make(chan builtLayer, 2)
+	layers := make(chan *builtLayer, 2)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -181,7 +195,7 @@ func (p *pusher) buildWhileUploading(id objects.ID) (*builtCommit, Counts, error
 			if uploadErr != nil {
 				continue
 			}
-			c, err := p.pushBlob(layer.desc, func() (io.ReadCloser, error) { return os.Open(layer.path) })
+			c, err := p.pushBlob(layer.desc, p.openLayer(layer))
 			if err != nil {
 				uploadErr = fmt.Errorf("upload layer %s of commit %s: %w", layer.desc.Digest, layer.desc.Annotations[AnnotationCommit], err)
 				continue
@@ -191,7 +205,7 @@ func (p *pusher) buildWhileUploading(id objects.ID) (*builtCommit, Counts, error
 		}
 	}()
 
-	p.builder.onLayer = func(layer builtLayer) { layers <- layer }
+	p.builder.onLayer = func(layer *builtLayer) { layers <- layer }
 	bc, err := p.builder.build(id)
 	p.builder.onLayer = nil
 	close(layers)
@@ -204,6 +218,18 @@ func (p *pusher) buildWhileUploading(id objects.ID) (*builtCommit, Counts, error
 		return nil, counts, err
 	}
 	return bc, counts, nil
+}
+
+// openLayer returns a function that opens a layer's file, packing the layer
+// first when only its cached descriptor is known.
+func (p *pusher) openLayer(layer *builtLayer) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		path, err := p.builder.layerPath(layer)
+		if err != nil {
+			return nil, err
+		}
+		return os.Open(path)
+	}
 }
 
 // pushCommit uploads bc's ancestors, then bc's layers, config and manifest.
@@ -226,7 +252,7 @@ func (p *pusher) pushCommit(bc *builtCommit, forkName string) (Counts, error) {
 	}
 
 	for _, layer := range bc.layers {
-		c, err := p.pushBlob(layer.desc, func() (io.ReadCloser, error) { return os.Open(layer.path) })
+		c, err := p.pushBlob(layer.desc, p.openLayer(layer))
 		if err != nil {
 			return counts, fmt.Errorf("upload layer %s of commit %s: %w", layer.desc.Digest, bc.id.Short(), err)
 		}

@@ -197,7 +197,7 @@ func TestPullTamperedBlob(t *testing.T) {
 	}
 
 	// Flip one byte in the data of the first object of the first layer.
-	b, err := newBuilder(s.Store)
+	b, err := newBuilder(s.Store, "")
 	if err != nil {
 		t.Fatal(err)
 	}
