@@ -246,9 +246,13 @@ func TestPushRegistryKilledMidPush(t *testing.T) {
 	base := makeBase(t, s, 8<<20)
 	repo := openRegistryRepo(t, reg, "spores/crash")
 
+	// The rerun finds the layer descriptors in the cache and must pack
+	// and upload the layers that the registry lacks.
+	cache := t.TempDir()
 	killed := false
 	_, err := Push(background, s.Store, repo, base, PushOptions{
-		Tag: "v1",
+		Tag:        "v1",
+		LayerCache: cache,
 		Progress: func(p Progress) {
 			if !killed && p.MediaType == MediaTypePack && p.Done >= 1<<20 && p.Done < p.Total {
 				killed = true
@@ -269,7 +273,7 @@ func TestPushRegistryKilledMidPush(t *testing.T) {
 		t.Errorf("tag v1 after the failed push: %v, want not found", err)
 	}
 
-	pushed, err := Push(background, s.Store, repo, base, PushOptions{Tag: "v1"})
+	pushed, err := Push(background, s.Store, repo, base, PushOptions{Tag: "v1", LayerCache: cache})
 	if err != nil {
 		t.Fatalf("rerun after restart: %v", err)
 	}
