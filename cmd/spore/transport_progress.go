@@ -48,17 +48,3 @@ func (p *progressPrinter) finish() {
 		p.open = false
 	}
 }
-
-// formatBytes prints a byte count with a binary unit, such as 3.2 MiB.
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	value, exp := float64(n)/unit, 0
-	for value >= unit && exp < 3 {
-		value /= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", value, "KMGT"[exp])
-}
