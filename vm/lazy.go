@@ -32,17 +32,26 @@ type PagerStats struct {
 	// mapped as zero pages.
 	ChunksCopied uint64 `json:"chunks_copied"`
 	ChunksZeroed uint64 `json:"chunks_zeroed"`
+	// ChunksShared counts faults and host accesses on a shared backing
+	// that found the chunk already read by another machine. Most shared
+	// chunks are not counted: a machine maps a chunk that is already in
+	// the backing without a userfaultfd fault.
+	ChunksShared uint64 `json:"chunks_shared,omitempty"`
 	// BytesRead is the chunk data the pager returned.
 	BytesRead uint64 `json:"bytes_read"`
 	// HandlerNanos is the time spent serving faults.
 	HandlerNanos uint64 `json:"handler_ns"`
 }
 
-// lazyMemory serves userfaultfd faults on guest RAM from a Pager.
+// lazyMemory serves userfaultfd faults on guest RAM from a Pager, or from a
+// SharedMemory that guest RAM maps privately.
 type lazyMemory struct {
 	fd    *uffd.FD
 	ram   *guestRAM
 	pager Pager
+	// shared, when not nil, is the backing that ram maps; pager is then
+	// not used.
+	shared *SharedMemory
 	// failed records the first error of the handler; the VM is stopped
 	// with it, because a guest page that cannot be filled cannot run.
 	failed atomic.Pointer[error]
@@ -50,14 +59,15 @@ type lazyMemory struct {
 	// accesses (ensure) skip chunks that need nothing.
 	present []atomic.Uint64
 	stats   struct {
-		faults, copied, zeroed, bytes, nanos atomic.Uint64
+		faults, copied, zeroed, shared, bytes, nanos atomic.Uint64
 	}
 	done chan struct{}
 }
 
 // startLazyMemory registers guest RAM with userfaultfd and serves faults
-// until close. onError is called once if a fault cannot be served.
-func startLazyMemory(ram *guestRAM, pager Pager, onError func(error)) (*lazyMemory, error) {
+// until close. onError is called once if a fault cannot be served. shared
+// is nil, or the backing that ram maps, and then pager is shared.pager.
+func startLazyMemory(ram *guestRAM, pager Pager, shared *SharedMemory, onError func(error)) (*lazyMemory, error) {
 	chunk := pager.ChunkSize()
 	if chunk <= 0 || chunk%os.Getpagesize() != 0 {
 		return nil, fmt.Errorf("pager chunk size %d is not a multiple of the page size %d", chunk, os.Getpagesize())
@@ -72,7 +82,7 @@ func startLazyMemory(ram *guestRAM, pager Pager, onError func(error)) (*lazyMemo
 	}
 
 	chunks := (ram.size() + uint64(chunk) - 1) / uint64(chunk)
-	l := &lazyMemory{fd: fd, ram: ram, pager: pager, done: make(chan struct{}),
+	l := &lazyMemory{fd: fd, ram: ram, pager: pager, shared: shared, done: make(chan struct{}),
 		present: make([]atomic.Uint64, (chunks+63)/64)}
 	go l.serve(onError)
 	return l, nil
@@ -107,6 +117,9 @@ func (l *lazyMemory) fill(addr uintptr) error {
 	chunk := uint64(l.pager.ChunkSize())
 	off := (uint64(addr-base) / chunk) * chunk
 	length := min(chunk, l.ram.size()-off)
+	if l.shared != nil {
+		return l.fillShared(off, length)
+	}
 	defer l.markPresent(off / chunk)
 
 	data, hole, err := l.pager.ReadChunk(off)
@@ -129,6 +142,35 @@ func (l *lazyMemory) fill(addr uintptr) error {
 		data = padded
 	}
 	return l.fillPages(base+uintptr(off), length, data)
+}
+
+// fillShared makes the chunk at off present in the shared backing and
+// wakes the threads that fault on it here, whose retried faults then map
+// the backing's pages. A hole is mapped as zero pages in this mapping
+// alone, so the backing never allocates pages for it.
+func (l *lazyMemory) fillShared(off, length uint64) error {
+	result, err := l.shared.populate(off / uint64(l.pager.ChunkSize()))
+	if err != nil {
+		return err
+	}
+	dst := l.ram.hostAddr() + uintptr(off)
+	switch {
+	case result.hole:
+		l.stats.zeroed.Add(1)
+		err = l.fillPages(dst, length, nil)
+	case result.copied:
+		l.stats.copied.Add(1)
+		l.stats.bytes.Add(result.bytesRead)
+		err = l.fd.Wake(dst, length)
+	default:
+		l.stats.shared.Add(1)
+		err = l.fd.Wake(dst, length)
+	}
+	if err != nil {
+		return err
+	}
+	l.markPresent(off / uint64(l.pager.ChunkSize()))
+	return nil
 }
 
 // fillPages copies data (or zero pages when data is nil) into the range. If
@@ -202,6 +244,7 @@ func (l *lazyMemory) snapshotStats() PagerStats {
 		Faults:       l.stats.faults.Load(),
 		ChunksCopied: l.stats.copied.Load(),
 		ChunksZeroed: l.stats.zeroed.Load(),
+		ChunksShared: l.stats.shared.Load(),
 		BytesRead:    l.stats.bytes.Load(),
 		HandlerNanos: l.stats.nanos.Load(),
 	}

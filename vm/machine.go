@@ -127,7 +127,7 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 
-	m, err := create(cfg)
+	m, err := create(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -139,8 +139,9 @@ func New(cfg Config) (*Machine, error) {
 }
 
 // create makes the parts every machine has, booted or restored: the VM,
-// guest RAM, initialized vCPUs, the vGIC and the devices.
-func create(cfg Config) (m *Machine, err error) {
+// guest RAM, initialized vCPUs, the vGIC and the devices. Guest RAM is
+// anonymous memory, or a private mapping of shared when it is not nil.
+func create(cfg Config, shared *SharedMemory) (m *Machine, err error) {
 	m = &Machine{cfg: cfg, logger: cfg.Logger, stopped: make(chan struct{})}
 	if m.logger == nil {
 		m.logger = slog.Default()
@@ -159,7 +160,12 @@ func create(cfg Config) (m *Machine, err error) {
 	if m.vm, err = m.sys.CreateVM(0); err != nil {
 		return nil, err
 	}
-	if m.ram, err = newGuestRAM(arm64.RAMBase, cfg.MemoryBytes); err != nil {
+	if shared != nil {
+		m.ram, err = newSharedGuestRAM(arm64.RAMBase, shared)
+	} else {
+		m.ram, err = newGuestRAM(arm64.RAMBase, cfg.MemoryBytes)
+	}
+	if err != nil {
 		return nil, err
 	}
 	// Dirty logging is always on, so a capture can write only what

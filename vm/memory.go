@@ -30,6 +30,15 @@ func newGuestRAM(base, size uint64) (*guestRAM, error) {
 	return &guestRAM{mem: mem, base: base}, nil
 }
 
+// newSharedGuestRAM maps a shared backing privately as guest RAM.
+func newSharedGuestRAM(base uint64, shared *SharedMemory) (*guestRAM, error) {
+	mem, err := shared.mapPrivate()
+	if err != nil {
+		return nil, err
+	}
+	return &guestRAM{mem: mem, base: base}, nil
+}
+
 // hostAddr returns the host virtual address of guest RAM's first byte.
 func (r *guestRAM) hostAddr() uintptr { return uintptr(unsafe.Pointer(&r.mem[0])) }
 

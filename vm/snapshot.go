@@ -74,25 +74,21 @@ func (m *Machine) SnapshotState() (*Snapshot, error) {
 // lazily from pager as the guest and the devices touch it. The machine
 // starts running at Run.
 func Restore(cfg Config, s *Snapshot, pager Pager) (*Machine, error) {
-	switch {
-	case cfg.MemoryBytes != s.MemoryBytes:
-		return nil, fmt.Errorf("snapshot has %d bytes of RAM, the configuration %d", s.MemoryBytes, cfg.MemoryBytes)
-	case cfg.VCPUs != len(s.CPUs):
-		return nil, fmt.Errorf("snapshot has %d vCPUs, the configuration %d", len(s.CPUs), cfg.VCPUs)
-	case len(cfg.Devices) != len(s.Devices):
-		return nil, fmt.Errorf("snapshot has %d virtio devices, the configuration %d", len(s.Devices), len(cfg.Devices))
-	case pager == nil && uint64(len(s.Memory)) != s.MemoryBytes:
+	if err := checkRestore(cfg, s); err != nil {
+		return nil, err
+	}
+	if pager == nil && uint64(len(s.Memory)) != s.MemoryBytes {
 		return nil, fmt.Errorf("snapshot memory is %d bytes, expected %d", len(s.Memory), s.MemoryBytes)
 	}
 
-	m, err := create(cfg)
+	m, err := create(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
 	if pager != nil {
 		// Register RAM before anything touches it: restoring devices may
 		// read their rings.
-		m.lazy, err = startLazyMemory(m.ram, pager, func(err error) { m.stop(0, err) })
+		m.lazy, err = startLazyMemory(m.ram, pager, nil, func(err error) { m.stop(0, err) })
 		if err != nil {
 			m.Close()
 			return nil, err
@@ -106,6 +102,49 @@ func Restore(cfg Config, s *Snapshot, pager Pager) (*Machine, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// RestoreShared creates a machine from a snapshot, as Restore does, whose
+// guest RAM is a private mapping of shared: pages no machine wrote are
+// shared with every other machine restored from the same backing, and the
+// guest's writes stay in this machine. s.Memory is not used. shared must
+// outlive the machine.
+func RestoreShared(cfg Config, s *Snapshot, shared *SharedMemory) (*Machine, error) {
+	if err := checkRestore(cfg, s); err != nil {
+		return nil, err
+	}
+	if shared.Size() != s.MemoryBytes {
+		return nil, fmt.Errorf("snapshot has %d bytes of RAM, the shared backing %d", s.MemoryBytes, shared.Size())
+	}
+
+	m, err := create(cfg, shared)
+	if err != nil {
+		return nil, err
+	}
+	m.lazy, err = startLazyMemory(m.ram, shared.pager, shared, func(err error) { m.stop(0, err) })
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.mem.SetPrefault(m.lazy.ensure)
+	if err := m.restore(s); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkRestore checks that cfg describes the board of s.
+func checkRestore(cfg Config, s *Snapshot) error {
+	switch {
+	case cfg.MemoryBytes != s.MemoryBytes:
+		return fmt.Errorf("snapshot has %d bytes of RAM, the configuration %d", s.MemoryBytes, cfg.MemoryBytes)
+	case cfg.VCPUs != len(s.CPUs):
+		return fmt.Errorf("snapshot has %d vCPUs, the configuration %d", len(s.CPUs), cfg.VCPUs)
+	case len(cfg.Devices) != len(s.Devices):
+		return fmt.Errorf("snapshot has %d virtio devices, the configuration %d", len(s.Devices), len(cfg.Devices))
+	}
+	return nil
 }
 
 func (m *Machine) restore(s *Snapshot) error {

@@ -1,0 +1,105 @@
+package vm
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// MemoryUsage is how much host memory a machine's guest RAM mapping uses,
+// from /proc/self/smaps, in bytes.
+type MemoryUsage struct {
+	// RSS counts the resident pages of the mapping, shared or not.
+	RSS uint64 `json:"rss_bytes"`
+	// PSS divides each resident page by the number of mappings of it, in
+	// this process and in others. Summed over the machines of one backing
+	// it counts every shared page once.
+	PSS uint64 `json:"pss_bytes"`
+	// Anonymous counts the pages only this mapping has: all resident pages
+	// of anonymous guest RAM, or the private copies the guest wrote in a
+	// mapping of a shared backing.
+	Anonymous uint64 `json:"anonymous_bytes"`
+	// Shared counts resident pages that other mappings also map.
+	Shared uint64 `json:"shared_bytes"`
+}
+
+// MemoryUsage reads the host memory used by guest RAM from
+// /proc/self/smaps.
+func (m *Machine) MemoryUsage() (MemoryUsage, error) {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return MemoryUsage{}, fmt.Errorf("read guest RAM memory usage: %w", err)
+	}
+	defer f.Close()
+
+	start := uint64(m.ram.hostAddr())
+	usage, err := parseSmaps(f, start, start+m.ram.size())
+	if err != nil {
+		return MemoryUsage{}, fmt.Errorf("read guest RAM memory usage from /proc/self/smaps: %w", err)
+	}
+	return usage, nil
+}
+
+// parseSmaps sums the fields of the smaps entries that lie inside
+// [start, end). The kernel may split one mapping into several entries.
+func parseSmaps(r io.Reader, start, end uint64) (MemoryUsage, error) {
+	var usage MemoryUsage
+	inside := false
+	found := false
+	scanner := bufio.NewScanner(r)
+	for scanner.Scan() {
+		line := scanner.Text()
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+
+		// A header line starts with the address range, "7f00-7f80 rw-p ...".
+		if lo, hi, ok := parseRange(fields[0]); ok {
+			inside = lo >= start && hi <= end
+			found = found || inside
+			continue
+		}
+		if !inside || len(fields) != 3 || fields[2] != "kB" {
+			continue
+		}
+		kib, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			return MemoryUsage{}, fmt.Errorf("invalid line %q: %w", line, err)
+		}
+		switch fields[0] {
+		case "Rss:":
+			usage.RSS += kib << 10
+		case "Pss:":
+			usage.PSS += kib << 10
+		case "Anonymous:":
+			usage.Anonymous += kib << 10
+		case "Shared_Clean:", "Shared_Dirty:":
+			usage.Shared += kib << 10
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		return MemoryUsage{}, err
+	}
+	if !found {
+		return MemoryUsage{}, fmt.Errorf("no mapping inside [%#x, %#x)", start, end)
+	}
+	return usage, nil
+}
+
+// parseRange parses "lo-hi" in hexadecimal.
+func parseRange(s string) (lo, hi uint64, ok bool) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	lo, errLo := strconv.ParseUint(a, 16, 64)
+	hi, errHi := strconv.ParseUint(b, 16, 64)
+	if errLo != nil || errHi != nil || hi < lo {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
