@@ -17,7 +17,7 @@ import (
 
 // openTestStore opens a store in a temporary directory, served by this
 // process.
-func openTestStore(t *testing.T) (*objects.Store, *refs.Refs) {
+func openTestStore(t testing.TB) (*objects.Store, *refs.Refs) {
 	t.Helper()
 	s, err := objects.Open(t.TempDir(), objects.Options{})
 	if err != nil {
@@ -28,7 +28,7 @@ func openTestStore(t *testing.T) (*objects.Store, *refs.Refs) {
 }
 
 // run runs a shell command in the guest and returns its stdout.
-func run(t *testing.T, ctx context.Context, g *Guest, script string) string {
+func run(t testing.TB, ctx context.Context, g *Guest, script string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	status, err := g.Exec(ctx, agent.Request{Argv: []string{"/bin/sh", "-c", script}}, nil, &stdout, &stderr)

@@ -62,6 +62,11 @@ type Options struct {
 	AgentTimeout time.Duration
 	// Logger receives VMM logs; nil means slog.Default().
 	Logger *slog.Logger
+	// ShareMemory makes Resume map the commit's memory from a backing
+	// that every guest of this process resumed from the same memory index
+	// with ShareMemory maps too: pages no guest wrote are held once, and
+	// each guest's writes stay its own. Boot ignores it.
+	ShareMemory bool
 }
 
 // Guest is a running guest with a connected agent.
@@ -82,6 +87,11 @@ type Guest struct {
 	generation string
 	// session is the running command saved in the resumed commit, or nil.
 	session *SessionState
+	// sharedMemory is the backing guest RAM maps with Options.ShareMemory,
+	// and releaseMemory drops this guest's reference to it once the
+	// machine is closed; both are nil otherwise.
+	sharedMemory  *vm.SharedMemory
+	releaseMemory func()
 
 	// done is closed when the machine stopped, and reason and err record why.
 	done   chan struct{}
@@ -326,6 +336,9 @@ func (g *Guest) release() error {
 		g.client.Close()
 	}
 	err := g.machine.Close()
+	if g.releaseMemory != nil {
+		g.releaseMemory()
+	}
 	g.closeDisk()
 	if g.err != nil {
 		return g.err

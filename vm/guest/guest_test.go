@@ -16,7 +16,7 @@ import (
 
 // bootTestGuest boots one guest for a whole test, skipping on hosts that
 // cannot run arm64 guests, except in the testbed.
-func bootTestGuest(t *testing.T, opts Options) *Guest {
+func bootTestGuest(t testing.TB, opts Options) *Guest {
 	t.Helper()
 	if os.Getenv("SPORE_IN_TESTBED") == "" {
 		if p := vm.ProbeHost(); !p.Usable {

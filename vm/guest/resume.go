@@ -81,18 +81,31 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 		g.closeDisk()
 		return nil, fmt.Errorf("%s has %d virtio devices, this guest would have %d: pass the same --rootfs", name, config.Devices, len(devices))
 	}
-	pager := &storePager{store: store, index: memory, chunkSize: chunkSize}
-	m, err := vm.Restore(vm.Config{
+	cfg := vm.Config{
 		MemoryBytes: opts.MemoryBytes,
 		VCPUs:       opts.VCPUs,
 		Console:     opts.KernelLog,
 		Devices:     devices,
 		Logger:      opts.Logger,
-	}, snap, pager)
+	}
+	var m *vm.Machine
+	if opts.ShareMemory {
+		g.sharedMemory, g.releaseMemory, err = acquireSharedMemory(store, memory, opts.MemoryBytes, chunkSize)
+		if err == nil {
+			m, err = vm.RestoreShared(cfg, snap, g.sharedMemory)
+			if err != nil {
+				g.releaseMemory()
+			}
+		}
+	} else {
+		pager := &storePager{store: store, index: memory, chunkSize: chunkSize}
+		m, err = vm.Restore(cfg, snap, pager)
+	}
 	if err != nil {
 		g.closeDisk()
 		return nil, fmt.Errorf("restore %s: %w", name, err)
 	}
+	opts.Logger.Debug("guest restored", "commit", id, "memory", memory, "shared_memory", opts.ShareMemory)
 	g.start(m, console, opts)
 
 	if err := g.connectAgent(ctx, console.Port(1), opts.AgentTimeout); err != nil {

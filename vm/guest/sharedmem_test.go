@@ -1,0 +1,132 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/spore-vm/spore/objects"
+)
+
+// TestShareMemoryChildren resumes three children of one commit in this
+// process with ShareMemory. They must map one backing, each must keep its
+// own writes, clean pages must be shared, a capture of one child must be
+// incremental and resume with that child's data, and the backing must be
+// released with the last child.
+func TestShareMemoryChildren(t *testing.T) {
+	g := bootTestGuest(t, Options{MemoryBytes: 256 << 20})
+	store, refsDB := openTestStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	run(t, ctx, g, `echo base > /tmp/base`)
+	id, _, err := g.Capture(CaptureOptions{Store: store, Refs: refsDB, Ref: "refs/heads/base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	memory := g.parentMemory
+	g.Kill()
+
+	var children []*Guest
+	for i := range 3 {
+		console := &syncBuffer{}
+		child, err := Resume(ctx, store, id, "base", Options{ShareMemory: true, KernelLog: console})
+		if err != nil {
+			t.Fatalf("child %d: resume: %v\nconsole:\n%s", i, err, console.String())
+		}
+		defer child.Kill()
+		children = append(children, child)
+	}
+	for i, child := range children {
+		if child.sharedMemory != children[0].sharedMemory {
+			t.Fatalf("child %d maps another backing than child 0", i)
+		}
+	}
+
+	for i, child := range children {
+		run(t, ctx, child, fmt.Sprintf(`echo child-%d > /tmp/mine`, i))
+	}
+	for i, child := range children {
+		if got, want := run(t, ctx, child, `cat /tmp/mine`), fmt.Sprintf("child-%d\n", i); got != want {
+			t.Errorf("child %d reads %q from /tmp/mine, want %q", i, got, want)
+		}
+		if got := run(t, ctx, child, `cat /tmp/base`); got != "base\n" {
+			t.Errorf("child %d reads %q from /tmp/base, want %q", i, got, "base\n")
+		}
+	}
+
+	backing, ok := children[0].SharedMemoryStats()
+	if !ok {
+		t.Fatal("child 0 reports no shared backing")
+	}
+	var copied uint64
+	for i, child := range children {
+		usage, err := child.MemoryUsage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged := child.PagerStats()
+		copied += paged.ChunksCopied
+		t.Logf("child %d: RSS %d KiB, PSS %d KiB, shared %d KiB, private copies %d KiB; copied %d chunks, zeroed %d, %d faults",
+			i, usage.RSS>>10, usage.PSS>>10, usage.Shared>>10, usage.Anonymous>>10, paged.ChunksCopied, paged.ChunksZeroed, paged.Faults)
+		if usage.Shared == 0 || usage.PSS >= usage.RSS {
+			t.Errorf("child %d: %d KiB shared, PSS %d KiB of RSS %d KiB; want shared pages and PSS below RSS", i, usage.Shared>>10, usage.PSS>>10, usage.RSS>>10)
+		}
+	}
+	t.Logf("backing: %d chunks read, %d holes, %d KiB resident", backing.ChunksCopied, backing.ChunksHoles, backing.ResidentBytes>>10)
+	if copied != backing.ChunksCopied {
+		t.Errorf("children copied %d chunks in all, the backing %d; each chunk should be read once", copied, backing.ChunksCopied)
+	}
+	if first := children[0].PagerStats().ChunksCopied; children[1].PagerStats().ChunksCopied*2 > first {
+		t.Errorf("child 1 read %d chunks from the store after child 0 read %d; it should map most of them from the backing",
+			children[1].PagerStats().ChunksCopied, first)
+	}
+
+	captured, stats, err := children[1].Capture(CaptureOptions{Store: store, Refs: refsDB, Ref: "refs/heads/child-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stats.Incremental {
+		t.Error("capture of a child with shared memory was not incremental")
+	}
+	commit, err := store.GetCommit(captured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(commit.Parents) != 1 || commit.Parents[0] != id {
+		t.Errorf("captured child's parents %v, want [%s]", commit.Parents, id)
+	}
+	children[1].Continue()
+	if got := run(t, ctx, children[1], `cat /tmp/mine`); got != "child-1\n" {
+		t.Errorf("child 1 after its capture reads %q, want %q", got, "child-1\n")
+	}
+
+	for _, child := range children {
+		child.Kill()
+	}
+	if sharedBackingRegistered(store, memory) {
+		t.Error("the backing is still registered after its last child was killed")
+	}
+
+	resumed, err := Resume(ctx, store, captured, "child-1", Options{ShareMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Kill()
+	if got := run(t, ctx, resumed, `cat /tmp/mine`); got != "child-1\n" {
+		t.Errorf("resumed capture of child 1 reads %q, want %q", got, "child-1\n")
+	}
+	if got := run(t, ctx, resumed, `cat /tmp/base`); got != "base\n" {
+		t.Errorf("resumed capture of child 1 reads %q from /tmp/base, want %q", got, "base\n")
+	}
+}
+
+// sharedBackingRegistered reports whether a shared backing of the memory
+// index is registered in this process.
+func sharedBackingRegistered(store *objects.Store, index objects.ID) bool {
+	sharedBackings.Lock()
+	defer sharedBackings.Unlock()
+	_, ok := sharedBackings.byIndex[sharedKey{store: store, index: index}]
+	return ok
+}
