@@ -49,8 +49,8 @@ type lazyMemory struct {
 	fd    *uffd.FD
 	ram   *guestRAM
 	pager Pager
-	// shared, when not nil, is the backing that ram maps; pager is then
-	// not used.
+	// shared, when not nil, is the backing that ram maps, and pager is
+	// its pager.
 	shared *SharedMemory
 	// failed records the first error of the handler; the VM is stopped
 	// with it, because a guest page that cannot be filled cannot run.

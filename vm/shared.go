@@ -14,19 +14,20 @@ import (
 // privately. A page that no machine wrote is one page of the memfd's page
 // cache, mapped by every machine that touched it. A guest write makes a
 // private copy in that machine alone (copy-on-write of a MAP_PRIVATE
-// mapping), so machines stay isolated and KVM's dirty log still sees the
-// write.
+// mapping), so machines stay isolated and KVM's dirty log still records
+// the write.
 //
 // Faults are served through userfaultfd in MISSING mode on each machine's
 // private mapping. For a shmem mapping that mode reports a fault when the
-// page is missing from the memfd's page cache (mm/shmem.c). The handler
-// writes the chunk into the memfd with pwrite and wakes the faulting
-// thread with UFFDIO_WAKE, and the retried fault maps the page cache page.
-// UFFDIO_COPY is not used: on a MAP_PRIVATE shmem mapping it installs an
+// page is missing from the memfd's page cache. The handler writes the
+// chunk into the memfd with pwrite and wakes the faulting thread with
+// UFFDIO_WAKE, and the retried fault maps the page cache page. UFFDIO_COPY
+// is not used because on a MAP_PRIVATE shmem mapping it installs an
 // anonymous page in that one mapping and leaves the memfd empty
-// (mm/userfaultfd.c, Linux 6.1). Holes are mapped with UFFDIO_ZEROPAGE in
-// each machine and never allocate memfd pages. TestSharedMemory and the
-// guest tests check this on Linux 6.1 with KVM in the testbed.
+// (mfill_atomic_pte in mm/userfaultfd.c, Linux 6.1). Holes are mapped with
+// UFFDIO_ZEROPAGE in each machine and never allocate memfd pages. The
+// tests in shared_test.go and TestShareMemoryChildren in vm/guest check
+// this on Linux 6.1 with KVM in the testbed.
 //
 // A SharedMemory is safe for concurrent use. Two machines that fault on
 // the same chunk read it from the Pager once.
@@ -49,7 +50,7 @@ type SharedMemory struct {
 	}
 }
 
-// chunkState is what a chunk of a SharedMemory holds.
+// chunkState is the content of a chunk of a SharedMemory.
 type chunkState = uint32
 
 const (
@@ -79,9 +80,9 @@ type SharedMemoryStats struct {
 }
 
 // NewSharedMemory creates an empty memfd of size bytes, filled from pager
-// as machines restored with RestoreShared touch it. size must be a
-// multiple of the pager's chunk size and of the host page size. Call
-// Close once every machine that maps it is closed.
+// as machines restored with RestoreShared touch it. size must be a whole
+// number of host pages. Call Close once every machine that maps it is
+// closed.
 func NewSharedMemory(size uint64, pager Pager) (*SharedMemory, error) {
 	chunk := pager.ChunkSize()
 	page := uint64(os.Getpagesize())

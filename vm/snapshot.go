@@ -104,10 +104,10 @@ func Restore(cfg Config, s *Snapshot, pager Pager) (*Machine, error) {
 	return m, nil
 }
 
-// RestoreShared creates a machine from a snapshot, as Restore does, whose
-// guest RAM is a private mapping of shared: pages no machine wrote are
-// shared with every other machine restored from the same backing, and the
-// guest's writes stay in this machine. s.Memory is not used. shared must
+// RestoreShared creates a machine from a snapshot, as Restore does, with
+// guest RAM mapped privately from shared. Pages no machine wrote are shared
+// with every other machine restored from the same backing. The guest's
+// writes stay in this machine. s.Memory is not used, and shared must
 // outlive the machine.
 func RestoreShared(cfg Config, s *Snapshot, shared *SharedMemory) (*Machine, error) {
 	if err := checkRestore(cfg, s); err != nil {

@@ -87,9 +87,9 @@ type Guest struct {
 	generation string
 	// session is the running command saved in the resumed commit, or nil.
 	session *SessionState
-	// sharedMemory is the backing guest RAM maps with Options.ShareMemory,
-	// and releaseMemory drops this guest's reference to it once the
-	// machine is closed; both are nil otherwise.
+	// sharedMemory is the backing that guest RAM maps with
+	// Options.ShareMemory, or nil. releaseMemory drops this guest's
+	// reference to it after the machine is closed.
 	sharedMemory  *vm.SharedMemory
 	releaseMemory func()
 

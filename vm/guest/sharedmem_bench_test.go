@@ -2,7 +2,6 @@ package guest
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -108,7 +107,7 @@ func measureChildren(b *testing.B, children []*Guest) childrenMemory {
 		total.footprint += stats.ResidentBytes
 	}
 	if total.pss == 0 {
-		b.Fatal(fmt.Sprintf("%d children have no resident guest RAM", len(children)))
+		b.Fatalf("%d children have no resident guest RAM", len(children))
 	}
 	return total
 }
