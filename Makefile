@@ -136,13 +136,16 @@ else
 		SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64) $(BIN)/testbed-exec $(DEMO_ARM64)
 endif
 
-# Benchmarks run natively; on hosts that cannot run arm64 guests, where the
+# Benchmarks run natively. On hosts that cannot run arm64 guests, where the
 # VM benchmarks skip, the packages of E2E_PKGS that have benchmarks run
-# them again in the testbed (one boot per package).
-BENCH_FLAGS   := -run '^$$' -bench . -benchtime 1x
-BENCH_TIMEOUT ?= 60m
-E2E_BENCH_PKGS = $(shell $(GO) list -f '{{.ImportPath}} {{.Dir}}' $(E2E_PKGS) | \
-	while read pkg dir; do grep -qs '^func Benchmark' $$dir/*_test.go && echo $$pkg; done)
+# them again in the testbed (one boot per package), except those in
+# BENCH_NATIVE_PKGS, whose benchmarks need no KVM and ran natively.
+BENCH_FLAGS       := -run '^$$' -bench . -benchtime 1x
+BENCH_TIMEOUT     ?= 60m
+BENCH_NATIVE_PKGS ?= ./vm/rootfs ./vm/virtio
+E2E_BENCH_PKGS = $(filter-out $(shell $(GO) list $(BENCH_NATIVE_PKGS)), \
+	$(shell $(GO) list -f '{{.ImportPath}} {{.Dir}}' $(E2E_PKGS) | \
+	while read pkg dir; do grep -qs '^func Benchmark' $$dir/*_test.go && echo $$pkg; done))
 
 ifeq ($(NATIVE_KVM),yes)
 bench: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
