@@ -148,12 +148,12 @@ E2E_BENCH_PKGS = $(filter-out $(shell $(GO) list $(BENCH_NATIVE_PKGS)), \
 	while read pkg dir; do grep -qs '^func Benchmark' $$dir/*_test.go && echo $$pkg; done))
 
 ifeq ($(NATIVE_KVM),yes)
-bench: $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
+bench: $(E2E_ASSETS)
 	$(E2E_ENV) $(GO) test $(BENCH_FLAGS) -timeout $(BENCH_TIMEOUT) ./...
 else
-bench: testbed-exec $(GUEST_TEST_BINARIES) $(GUEST_INITRD) $(BUSYBOX) $(SPORE_ARM64) $(TEST_ROOTFS)
+bench: testbed-exec $(E2E_ASSETS)
 	$(GO) test $(BENCH_FLAGS) -timeout $(BENCH_TIMEOUT) ./...
-	$(if $(E2E_BENCH_PKGS),$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS) \
+	$(if $(E2E_BENCH_PKGS),$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS):$(TEST_IMAGES):$(TESTBED_DEBS) \
 		GOARCH=arm64 $(GO) test -exec $(BIN)/testbed-exec $(BENCH_FLAGS) -timeout $(BENCH_TIMEOUT) $(E2E_BENCH_PKGS))
 endif
 
