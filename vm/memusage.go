@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,9 @@ type MemoryUsage struct {
 // MemoryUsage reads the host memory used by guest RAM from
 // /proc/self/smaps.
 func (m *Machine) MemoryUsage() (MemoryUsage, error) {
+	if m.ram == nil || m.ram.mem == nil {
+		return MemoryUsage{}, errors.New("read guest RAM memory usage: the machine is closed")
+	}
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return MemoryUsage{}, fmt.Errorf("read guest RAM memory usage: %w", err)
