@@ -44,6 +44,9 @@ type Generation struct {
 	Generation string `json:"generation"`
 	Hostname   string `json:"hostname,omitempty"`
 	AppliedAt  string `json:"applied_at"` // RFC 3339, guest clock after it was set
+	// Env holds the identity's environment entries, such as
+	// SPORE_CHILD_INDEX, by name.
+	Env map[string]string `json:"env,omitempty"`
 }
 
 // Apply runs the steps of a fork identity in order: reseed the RNG, set
@@ -96,16 +99,22 @@ func (id *Identity) writeFiles(m *agent.SetIdentity) error {
 	if err := os.MkdirAll(id.RunDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", id.RunDir, err)
 	}
+	envMap := map[string]string{}
+	for _, kv := range m.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		envMap[k] = v
+	}
 	gen, _ := json.MarshalIndent(Generation{
 		Generation: m.Generation,
 		Hostname:   m.Hostname,
 		AppliedAt:  time.Now().UTC().Format(time.RFC3339Nano),
+		Env:        envMap,
 	}, "", "  ")
 	if err := writeFileAtomic(filepath.Join(id.RunDir, "generation.json"), append(gen, '\n')); err != nil {
 		return err
 	}
 	var env strings.Builder
-	fmt.Fprintf(&env, "SPORE_GENERATION=%s\n", m.Generation)
+	fmt.Fprintf(&env, "SPORE_GENERATION_ID=%s\n", m.Generation)
 	for _, kv := range m.Env {
 		env.WriteString(kv)
 		env.WriteByte('\n')
@@ -161,7 +170,7 @@ func (id *Identity) runHooks(ctx context.Context, m *agent.SetIdentity, logf fun
 	if startHook == nil {
 		startHook = func(cmd *exec.Cmd) (func() error, error) { return cmd.Wait, cmd.Start() }
 	}
-	env := append([]string{"PATH=" + agent.DefaultPath, "SPORE_GENERATION=" + m.Generation,
+	env := append([]string{"PATH=" + agent.DefaultPath, "SPORE_GENERATION_ID=" + m.Generation,
 		"SPORE_RUN_DIR=" + id.RunDir}, m.Env...)
 	for _, h := range hooks {
 		if err := ctx.Err(); err != nil {

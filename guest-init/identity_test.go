@@ -47,7 +47,7 @@ func TestIdentityApply(t *testing.T) {
 	id := testIdentity(t, &steps)
 	log := filepath.Join(t.TempDir(), "hooks.log")
 	// Hooks run in name order and see the files written before them.
-	writeHook(t, id.HookDir, "20-second", `echo "second $SPORE_GENERATION $ROLE" >> `+log+"\n")
+	writeHook(t, id.HookDir, "20-second", `echo "second $SPORE_GENERATION_ID $ROLE" >> `+log+"\n")
 	writeHook(t, id.HookDir, "10-first", `grep -q '"generation": "gen-7"' "$SPORE_RUN_DIR/generation.json" && echo first >> `+log+"\n")
 	os.WriteFile(filepath.Join(id.HookDir, "30-not-executable"), []byte("#!/bin/sh\nexit 1\n"), 0o644)
 
@@ -70,7 +70,7 @@ func TestIdentityApply(t *testing.T) {
 		t.Errorf("generation.json = %+v, expected gen-7 and child-7", gen)
 	}
 	env, _ := os.ReadFile(filepath.Join(id.RunDir, "env"))
-	if string(env) != "SPORE_GENERATION=gen-7\nROLE=worker\n" {
+	if string(env) != "SPORE_GENERATION_ID=gen-7\nROLE=worker\n" {
 		t.Errorf("env file = %q", env)
 	}
 	hooks, _ := os.ReadFile(log)

@@ -1,4 +1,6 @@
 package main
 
 // ForkCommands are the commands that fork commits and run their children.
-type ForkCommands struct{}
+type ForkCommands struct {
+	Fork ForkCmd `cmd:"" help:"Write N child commits of a captured commit; each child resumes with its own identity."`
+}

@@ -287,3 +287,21 @@ func TestPoweroffRequest(t *testing.T) {
 		t.Errorf("Poweroff without a hook = %v, expected a not supported error", err)
 	}
 }
+
+func TestExecSeesIdentityEnv(t *testing.T) {
+	applied := func(ctx context.Context, m *SetIdentity) error { return nil }
+	_, c := connect(t, ServerConfig{ApplyIdentity: applied})
+	err := c.SetIdentity(testCtx(t), &SetIdentity{Generation: "g1-ab-3", Env: []string{"SPORE_CHILD_INDEX=3", "ROLE=child"}})
+	if err != nil {
+		t.Fatalf("SetIdentity: %v", err)
+	}
+
+	var stdout bytes.Buffer
+	req := Request{Argv: []string{"sh", "-c", `echo "$SPORE_GENERATION_ID $SPORE_CHILD_INDEX $ROLE"`}, Env: []string{"ROLE=override"}}
+	if _, err := c.Exec(testCtx(t), req, nil, &stdout, nil); err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	if want := "g1-ab-3 3 override\n"; stdout.String() != want {
+		t.Errorf("stdout = %q, expected %q", stdout.String(), want)
+	}
+}

@@ -63,6 +63,7 @@ type Server struct {
 
 	identityBusy bool
 	generation   string
+	identityEnv  []string // the applied identity's environment, added to every later session
 	pendingExec  []*Exec // Exec requests that arrived while an identity was being applied
 }
 
@@ -310,7 +311,7 @@ func (s *Server) execLocked(m *Exec) {
 			len(s.sessions))})
 		return
 	}
-	ss, readers, done, err := startSession(m, s.cfg.Env, s.reaper)
+	ss, readers, done, err := startSession(m, mergeEnv(s.cfg.Env, s.identityEnv), s.reaper)
 	if err != nil {
 		s.replyLocked(&Error{Session: m.Session, Code: CodeExecFailed, Message: "exec: " + err.Error()})
 		return

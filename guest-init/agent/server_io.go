@@ -232,6 +232,7 @@ func (s *Server) setIdentityLocked(ctx context.Context, m *SetIdentity) {
 			s.log.Printf("agent: set identity %s: %v", m.Generation, err)
 		} else {
 			s.generation = m.Generation
+			s.identityEnv = append([]string{"SPORE_GENERATION_ID=" + m.Generation}, m.Env...)
 			s.log.Printf("agent: identity %s applied", m.Generation)
 		}
 		s.replyLocked(done)

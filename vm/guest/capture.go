@@ -106,6 +106,13 @@ func (g *Guest) Capture(opts CaptureOptions) (objects.ID, CaptureStats, error) {
 		}
 		entries = append(entries, entry)
 	}
+	if g.identity != nil {
+		entry, err := identityEntry(opts.Store, g.identity)
+		if err != nil {
+			return objects.ZeroID, stats, err
+		}
+		entries = append(entries, entry)
+	}
 	entries = append(entries, objects.TreeEntry{Name: entryMemory, Kind: objects.KindTree, ID: memory})
 
 	tree, err := objects.NewTree(entries)

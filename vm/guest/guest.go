@@ -83,8 +83,11 @@ type Guest struct {
 	// that was booted and never captured. Capture uses them to write only
 	// what changed.
 	parent, parentMemory objects.ID
-	// generation is the fork generation recorded in captures.
+	// generation is the fork generation ID recorded in captures, and
+	// identity the fork child this guest is (nil when not forked); captures
+	// keep both.
 	generation string
+	identity   *Identity
 	// session is the running command saved in the resumed commit, or nil.
 	session *SessionState
 	// sharedMemory is the backing that guest RAM maps with

@@ -55,6 +55,10 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
+	identity, err := loadIdentity(store, tree)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", name, err)
+	}
 	_, chunkSize, err := store.IndexSize(memory)
 	if err != nil {
 		return nil, fmt.Errorf("read the memory index of %s: %w", name, err)
@@ -72,7 +76,8 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	}
 
 	g := &Guest{logger: opts.Logger, done: make(chan struct{}), opts: opts,
-		parent: id, parentMemory: memory, generation: commit.Generation, session: session}
+		parent: id, parentMemory: memory, generation: commit.Generation, session: session,
+		identity: identity}
 	devices, console, err := g.devices(opts)
 	if err != nil {
 		return nil, err
@@ -112,33 +117,44 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 		g.Kill()
 		return nil, err
 	}
-	if err := g.refreshClock(ctx); err != nil {
+	if err := g.applyIdentity(ctx); err != nil {
 		g.Kill()
 		return nil, err
 	}
 	return g, nil
 }
 
-// refreshClock sets the guest's wall clock from the host and adds fresh
-// entropy: the guest slept through the time it spent in the store, and its
-// RNG state is a copy of every other resume's.
-func (g *Guest) refreshClock(ctx context.Context) error {
+// applyIdentity sets the guest's wall clock from the host, adds fresh
+// entropy and, for a fork child, gives it its identity. The guest slept
+// through the time it spent in the store, and its RNG state is a copy of
+// every other resume's. The agent starts no command before it is done.
+func (g *Guest) applyIdentity(ctx context.Context) error {
 	entropy := make([]byte, 64)
 	rand.Read(entropy)
-	generation := g.generation
-	if generation == "" {
-		generation = "0"
-	}
-	err := g.client.SetIdentity(ctx, &agent.SetIdentity{
-		Generation: generation,
+	req := &agent.SetIdentity{
+		Generation: g.generation,
 		TimeUnixNs: time.Now().UnixNano(),
 		Entropy:    entropy,
-	})
-	if err != nil {
-		return fmt.Errorf("set the resumed guest's clock: %w", err)
+		Env:        []string{"SPORE_GENERATION=0"},
 	}
+	if req.Generation == "" {
+		req.Generation = "0"
+	}
+	if id := g.identity; id != nil {
+		req.Generation = id.GenerationID
+		req.Hostname = id.Hostname
+		req.Env = id.Env()
+	}
+	if err := g.client.SetIdentity(ctx, req); err != nil {
+		return fmt.Errorf("set the resumed guest's identity %s: %w", req.Generation, err)
+	}
+	g.logger.Debug("guest identity applied", "generation", req.Generation, "hostname", req.Hostname)
 	return nil
 }
+
+// Identity returns the fork identity of the resumed commit, or nil for a
+// commit that was not forked.
+func (g *Guest) Identity() *Identity { return g.identity }
 
 // SavedSession returns the command that was running when the resumed
 // commit was captured, or nil.
