@@ -204,24 +204,33 @@ func (c *RunCmd) request() (agent.Request, error) {
 		}
 	}
 
+	req.Argv, req.Shell = parseCommand(c.Command)
+	if req.Argv == nil && req.Shell == "" && c.From == "" {
+		// Without a command, a resume attaches to the command saved in the
+		// commit, checked after resume; a boot has nothing to do.
+		return req, errors.New("no command given: use spore run -- CMD [ARGS...] or spore run 'SHELL STRING'")
+	}
+	return req, nil
+}
+
+// parseCommand splits a command's passthrough arguments into an argv to
+// run exactly (after --, or several words) or a shell string (one word).
+// Both are empty when there is no command.
+func parseCommand(command []string) (argv []string, shell string) {
 	// kong keeps the "--" that ends the flags as the first passthrough
 	// argument; it marks an argv to run exactly.
-	command := c.Command
-	argv := len(command) > 0 && command[0] == "--"
-	if argv {
+	exact := len(command) > 0 && command[0] == "--"
+	if exact {
 		command = command[1:]
 	}
 	switch {
-	case len(command) == 0 && c.From != "":
-		// Attach to the command saved in the commit, checked after resume.
 	case len(command) == 0:
-		return req, errors.New("no command given: use spore run -- CMD [ARGS...] or spore run 'SHELL STRING'")
-	case argv || len(command) > 1:
-		req.Argv = command
+		return nil, ""
+	case exact || len(command) > 1:
+		return command, ""
 	default:
-		req.Shell = command[0]
+		return nil, command[0]
 	}
-	return req, nil
 }
 
 // options turns the flags into guest boot options.
