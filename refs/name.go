@@ -20,7 +20,7 @@ const (
 	// TagsPrefix is the namespace of tags.
 	TagsPrefix = "refs/tags/"
 	// ForksPrefix is the namespace of fork children: a fork of N children
-	// from a ref writes refs/forks/NAME/1 to refs/forks/NAME/N.
+	// from refs/heads/NAME writes refs/forks/NAME/000000 and on.
 	ForksPrefix = "refs/forks/"
 )
 

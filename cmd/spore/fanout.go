@@ -223,7 +223,7 @@ func (p *fanoutPrinter) summary(s fanoutSummary) {
 		(time.Duration(s.ElapsedMS) * time.Millisecond).Round(time.Millisecond))
 }
 
-// describeResult says in a few words how a child ended.
+// describeResult returns a child's end state in a few words.
 func describeResult(r *guest.FanoutResult) string {
 	switch {
 	case r.TimedOut:

@@ -32,7 +32,7 @@ type fanoutRun struct {
 	summary fanoutEvent
 }
 
-func parseFanout(t *testing.T, r result) fanoutRun {
+func parseFanout(t testing.TB, r result) fanoutRun {
 	t.Helper()
 	run := fanoutRun{stdout: map[string][]string{}, exits: map[string]fanoutEvent{}}
 	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
@@ -55,7 +55,7 @@ func parseFanout(t *testing.T, r result) fanoutRun {
 }
 
 // forkChildren forks ref into count children and returns their names.
-func forkChildren(t *testing.T, store, ref string, count int) []string {
+func forkChildren(t testing.TB, store, ref string, count int) []string {
 	t.Helper()
 	r := spore(t, "", "--store", store, "--json", "fork", ref, "--count", strconv.Itoa(count))
 	if r.code != 0 {

@@ -19,7 +19,7 @@ const sporeEnv = "SPORE_TEST_SPORE"
 
 // sporeBinary returns the spore binary to test, skipping on hosts that
 // cannot run arm64 guests, except in the testbed.
-func sporeBinary(t *testing.T) string {
+func sporeBinary(t testing.TB) string {
 	t.Helper()
 	if os.Getenv("SPORE_IN_TESTBED") == "" {
 		if p := vm.ProbeHost(); !p.Usable {
@@ -41,7 +41,7 @@ type result struct {
 
 // spore runs the spore binary with args and stdin, with a time limit that
 // covers a boot in the emulated testbed.
-func spore(t *testing.T, stdin string, args ...string) result {
+func spore(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

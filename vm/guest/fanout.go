@@ -40,7 +40,7 @@ type FanoutOptions struct {
 const (
 	EventResumed = "resumed" // a child's guest runs and has its identity
 	EventOutput  = "output"  // one line of a child's stdout or stderr
-	EventExit    = "exit"    // a child finished; Result says how
+	EventExit    = "exit"    // a child finished; Result holds its status
 )
 
 // FanoutEvent is one step of one child.
@@ -57,7 +57,7 @@ type FanoutEvent struct {
 	Result *FanoutResult `json:"result,omitempty"`
 }
 
-// FanoutResult is how one child ended.
+// FanoutResult is the end state of one child.
 type FanoutResult struct {
 	Child  string     `json:"child"`
 	Commit objects.ID `json:"commit"`
@@ -66,7 +66,7 @@ type FanoutResult struct {
 	Signal   int `json:"signal,omitempty"`
 	// TimedOut is true when For expired before the command exited.
 	TimedOut bool `json:"timed_out,omitempty"`
-	// Error says why the child failed to resume or to run its command.
+	// Error is the reason the child failed to resume or to run its command.
 	Error string `json:"error,omitempty"`
 	// ResumeMS is the time from the start of the child's resume until its
 	// agent applied the identity, FirstOutputMS the time since the fan-out

@@ -108,11 +108,12 @@ func childNames(namespace, pattern string, count int) ([]string, error) {
 	return names, nil
 }
 
-// Fork writes count children of the commit parent: each child commit has
-// the parent's tree with its own identity entry, and a ref under the fork
-// namespace of parentRef (see ForkNamespace). No chunk is copied. The
-// objects are written in one batch and the refs in one atomic update, so
-// a failed fork adds no ref; bad options fail before anything is written.
+// Fork writes opts.Count children of the commit parent. Each child commit
+// has the parent's tree with its own identity entry, and a ref under the
+// fork namespace of parentRef (see ForkNamespace). No chunk is copied.
+// The objects are written in one batch and the refs in one atomic update,
+// so a failed fork adds no ref. Bad options fail before anything is
+// written, with an *InvalidForkError.
 func Fork(store *objects.Store, r *refs.Refs, parent objects.ID, parentRef string, opts ForkOptions) ([]ForkChild, ForkStats, error) {
 	var stats ForkStats
 	names, err := childNames(ForkNamespace(parentRef, parent), opts.Pattern, opts.Count)

@@ -9,7 +9,7 @@ import (
 	"github.com/spore-vm/spore/objects"
 )
 
-// entryIdentity is the tree entry of a forked commit that says which child
+// entryIdentity is the tree entry of a forked commit that names the child
 // it is. Commits captured from a resumed child keep their child's entry.
 const entryIdentity = "identity"
 
