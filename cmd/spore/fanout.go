@@ -25,13 +25,14 @@ import (
 
 // FanoutCmd resumes fork children side by side and runs a command in each.
 type FanoutCmd struct {
-	Parallel int           `short:"p" placeholder:"K" help:"Run at most K children at once (default: all)."`
-	For      time.Duration `placeholder:"DURATION" help:"Stop each child this long after its resume; a command still running counts as failed. Without a command, the children run for this long."`
-	Env      []string      `short:"e" sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable for the command (repeatable)."`
-	Workdir  string        `short:"w" placeholder:"DIR" help:"Working directory of the command in the guest."`
-	Events   string        `enum:"text,jsonl" default:"text" help:"Output form: text prefixes each line with the child's name; jsonl prints one JSON event per line on stdout (output, resumed, exit, and a final summary)."`
-	Target   string        `arg:"" name:"REF|PREFIX" help:"A forked ref, whose fork children run, or a ref prefix ending in / (such as forks/base/), whose refs run."`
-	Command  []string      `arg:"" optional:"" passthrough:"" help:"The command: after --, an argv run exactly; a single argument without --, a string run with /bin/sh -lc."`
+	Parallel    int           `short:"p" placeholder:"K" help:"Run at most K children at once (default: all)."`
+	For         time.Duration `placeholder:"DURATION" help:"Stop each child this long after its resume; a command still running counts as failed. Without a command, the children run for this long."`
+	Env         []string      `short:"e" sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable for the command (repeatable)."`
+	Workdir     string        `short:"w" placeholder:"DIR" help:"Working directory of the command in the guest."`
+	ShareMemory bool          `default:"true" negatable:"" help:"Map the children's memory from one backing per commit, so pages no child wrote are held once (--no-share-memory gives each child its own copy)."`
+	Events      string        `enum:"text,jsonl" default:"text" help:"Output form: text prefixes each line with the child's name; jsonl prints one JSON event per line on stdout (output, resumed, exit, and a final summary)."`
+	Target      string        `arg:"" name:"REF|PREFIX" help:"A forked ref, whose fork children run, or a ref prefix ending in / (such as forks/base/), whose refs run."`
+	Command     []string      `arg:"" optional:"" passthrough:"" help:"The command: after --, an argv run exactly; a single argument without --, a string run with /bin/sh -lc."`
 }
 
 // fanoutSummary is the last record of spore fanout: the --json summary on
@@ -81,7 +82,7 @@ func (c *FanoutCmd) Run(g *Globals) error {
 		Request:  req,
 		Parallel: c.Parallel,
 		For:      c.For,
-		Guest:    guest.Options{Logger: slog.Default()},
+		Guest:    guest.Options{Logger: slog.Default(), ShareMemory: c.ShareMemory},
 		Events:   out.event,
 	}
 	if g.Debug {

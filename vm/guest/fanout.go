@@ -10,6 +10,7 @@ import (
 
 	"github.com/spore-vm/spore/guest-init/agent"
 	"github.com/spore-vm/spore/objects"
+	"github.com/spore-vm/spore/vm"
 )
 
 // FanoutChild is one commit that Fanout resumes.
@@ -75,8 +76,14 @@ type FanoutResult struct {
 	ResumeMS      int64 `json:"resume_ms"`
 	FirstOutputMS int64 `json:"first_output_ms,omitempty"`
 	RunMS         int64 `json:"run_ms"`
-	// ChunksPaged counts the memory chunks paged in from the store.
-	ChunksPaged uint64 `json:"chunks_paged"`
+	// ChunksPaged counts the memory chunks this child paged in from the
+	// store; with a shared backing the children page in together, and
+	// SharedMemory is true.
+	ChunksPaged  uint64 `json:"chunks_paged"`
+	SharedMemory bool   `json:"shared_memory,omitempty"`
+	// Memory is the host memory the child's RAM used just before it was
+	// stopped; its PSS counts shared pages in proportion.
+	Memory *vm.MemoryUsage `json:"memory,omitempty"`
 }
 
 // Failed reports whether the child did not run its command to exit 0.
@@ -172,7 +179,14 @@ func (f *fanout) run(ctx context.Context, child FanoutChild) FanoutResult {
 	} else {
 		f.exec(ctx, g, child, &result)
 	}
-	result.ChunksPaged = g.PagerStats().ChunksCopied
+	if _, shared := g.SharedMemoryStats(); shared {
+		result.SharedMemory = true
+	} else {
+		result.ChunksPaged = g.PagerStats().ChunksCopied
+	}
+	if usage, err := g.MemoryUsage(); err == nil {
+		result.Memory = &usage
+	}
 	result.RunMS = time.Since(started).Milliseconds()
 	return result
 }
