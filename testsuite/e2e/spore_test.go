@@ -40,10 +40,10 @@ type result struct {
 }
 
 // spore runs the spore binary with args and stdin, with a time limit that
-// covers a boot in the emulated testbed.
+// covers a boot in the emulated testbed, or a fan-out of 8 children there.
 func spore(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, sporeBinary(t), args...)
