@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/spore-vm/spore/objects"
 )
 
 // Namespaces of refs.
@@ -108,4 +110,17 @@ func ShortName(name string) string {
 		}
 	}
 	return name
+}
+
+// ForkNamespace returns the ref prefix of the fork children of a commit:
+// refs/forks/NAME/, where NAME is the short name of ref without forks/
+// (refs/heads/base gives refs/forks/base/, refs/forks/base/000003 gives
+// refs/forks/base/000003/). A commit named by its ID (ref empty or not
+// starting with refs/) uses the ID's short form.
+func ForkNamespace(ref string, id objects.ID) string {
+	name := id.Short()
+	if strings.HasPrefix(ref, "refs/") {
+		name = strings.TrimPrefix(ShortName(ref), "forks/")
+	}
+	return ForksPrefix + name + "/"
 }

@@ -184,3 +184,18 @@ func TestRevisionAmbiguousPrefix(t *testing.T) {
 		t.Fatalf("Revision(%s) = %v, want ambiguity listing the candidates", prefix, err)
 	}
 }
+
+func TestForkNamespace(t *testing.T) {
+	id := objects.ID{0xab, 0xcd}
+	for ref, want := range map[string]string{
+		"refs/heads/base":        "refs/forks/base/",
+		"refs/tags/v1":           "refs/forks/v1/",
+		"refs/forks/base/000003": "refs/forks/base/000003/",
+		"":                       "refs/forks/" + id.Short() + "/",
+		id.String():              "refs/forks/" + id.Short() + "/",
+	} {
+		if got := ForkNamespace(ref, id); got != want {
+			t.Errorf("ForkNamespace(%q) = %q, expected %q", ref, got, want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
@@ -78,8 +77,7 @@ func Unpack(ctx context.Context, store *objects.Store, r *refs.Refs, path string
 	rootRef := root.Annotations[AnnotationRef]
 	forkPrefix := ""
 	if rootRef != "" {
-		name := strings.TrimPrefix(refs.ShortName(rootRef), "forks/")
-		forkPrefix = refs.ForksPrefix + strings.TrimPrefix(name, "heads/") + "/"
+		forkPrefix = refs.ForkNamespace(rootRef, objects.ZeroID)
 	}
 
 	pull := PullOptions{Progress: opts.Progress, Ref: opts.Ref}

@@ -136,7 +136,7 @@ func fanoutChildren(store *objects.Store, r *refs.Refs, target string) ([]guest.
 		if !strings.HasPrefix(name, "refs/") {
 			name = ""
 		}
-		prefix, direct = guest.ForkNamespace(name, parent), true
+		prefix, direct = refs.ForkNamespace(name, parent), true
 	}
 
 	list, err := r.List(prefix)

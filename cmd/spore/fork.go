@@ -68,7 +68,7 @@ func (c *ForkCmd) Run(g *Globals) error {
 		return writeJSON(os.Stdout, forkSummary{
 			Parent:    parent.String(),
 			ParentRef: parentRef,
-			Namespace: guest.ForkNamespace(parentRef, parent),
+			Namespace: refs.ForkNamespace(parentRef, parent),
 			Batch:     children[0].Identity.Batch,
 			Children:  children,
 			Stats:     stats,
@@ -78,6 +78,6 @@ func (c *ForkCmd) Run(g *Globals) error {
 		fmt.Printf("%s %s\n", child.Commit.Short(), refs.ShortName(child.Ref))
 	}
 	fmt.Fprintf(os.Stderr, "spore: forked %s into %d children under %s (%d objects, %d bytes)\n",
-		c.Rev, len(children), refs.ShortName(guest.ForkNamespace(parentRef, parent)), stats.Objects, stats.Bytes)
+		c.Rev, len(children), refs.ShortName(refs.ForkNamespace(parentRef, parent)), stats.Objects, stats.Bytes)
 	return nil
 }

@@ -75,17 +75,9 @@ func (c *PushCmd) Run(g *Globals) error {
 }
 
 // forkChildren returns the commits under the fork namespace of the
-// revision: refs/forks/NAME/, where NAME is the ref's short name without
-// heads/ or forks/ (refs/heads/base gives refs/forks/base/), or the short
-// commit ID when the revision is a commit ID. spore fork writes children
-// there.
+// revision (see refs.ForkNamespace), where spore fork writes children.
 func forkChildren(r *refs.Refs, id objects.ID, refName string) ([]transport.Child, error) {
-	name := id.Short()
-	if strings.HasPrefix(refName, "refs/") {
-		name = strings.TrimPrefix(refs.ShortName(refName), "forks/")
-		name = strings.TrimPrefix(name, "heads/")
-	}
-	prefix := refs.ForksPrefix + name + "/"
+	prefix := refs.ForkNamespace(refName, id)
 	list, err := r.List(prefix)
 	if err != nil {
 		return nil, err

@@ -65,19 +65,6 @@ func invalidFork(format string, args ...any) error {
 // patternVerb matches the one integer verb a fork pattern may contain.
 var patternVerb = regexp.MustCompile(`%0?[0-9]*d`)
 
-// ForkNamespace returns the ref prefix of the children of parentRef, such
-// as refs/forks/base/ for refs/heads/base. A parent given by commit ID
-// (parentRef empty) uses the ID's short form.
-func ForkNamespace(parentRef string, parent objects.ID) string {
-	name := parentRef
-	if name == "" {
-		name = parent.Short()
-	}
-	name = strings.TrimPrefix(refs.ShortName(name), "forks/")
-	name = strings.TrimPrefix(name, "heads/")
-	return refs.ForksPrefix + name + "/"
-}
-
 // childNames expands the pattern for count children under namespace.
 func childNames(namespace, pattern string, count int) ([]string, error) {
 	if count < 1 || count > MaxForkCount {
@@ -116,7 +103,7 @@ func childNames(namespace, pattern string, count int) ([]string, error) {
 // written, with an *InvalidForkError.
 func Fork(store *objects.Store, r *refs.Refs, parent objects.ID, parentRef string, opts ForkOptions) ([]ForkChild, ForkStats, error) {
 	var stats ForkStats
-	names, err := childNames(ForkNamespace(parentRef, parent), opts.Pattern, opts.Count)
+	names, err := childNames(refs.ForkNamespace(parentRef, parent), opts.Pattern, opts.Count)
 	if err != nil {
 		return nil, stats, err
 	}
