@@ -63,6 +63,7 @@ type Client struct {
 	nonce         uint64
 	pongs         map[uint64]chan AgentInfo
 	identity      map[string]chan *IdentityDone
+	freezes       map[uint64]chan *FreezeDone
 	poweroff      chan error // pending Poweroff, if any
 	poweroffNonce uint64
 	sessions      map[uint32]*Session
@@ -80,6 +81,7 @@ func Dial(ctx context.Context, r io.Reader, w io.Writer, opts ClientOptions) (*C
 		log:      opts.Logger,
 		pongs:    make(map[uint64]chan AgentInfo),
 		identity: make(map[string]chan *IdentityDone),
+		freezes:  make(map[uint64]chan *FreezeDone),
 		sessions: make(map[uint32]*Session),
 		nextID:   rand.Uint32N(1<<30) + 1,
 		done:     make(chan struct{}),
@@ -290,6 +292,11 @@ func (c *Client) dispatch(m Message, helloc chan<- *HelloReply, errc chan<- erro
 			delete(c.identity, m.Generation)
 			ch <- m
 		}
+	case *FreezeDone:
+		if ch, ok := c.freezes[m.Nonce]; ok {
+			delete(c.freezes, m.Nonce)
+			ch <- m
+		}
 	case *Error:
 		rerr := &RemoteError{Session: m.Session, Code: m.Code, Message: m.Message}
 		if s := c.sessions[m.Session]; s != nil {
@@ -399,6 +406,47 @@ func (c *Client) SetIdentity(ctx context.Context, m *SetIdentity) error {
 		return c.closedErr()
 	case <-ctx.Done():
 		return fmt.Errorf("agent: set identity %s: %w", m.Generation, ctx.Err())
+	}
+}
+
+// Freeze asks the guest to sync and freeze its root file system, and waits
+// until it is frozen. Writes in the guest then block until Thaw.
+func (c *Client) Freeze(ctx context.Context) error { return c.freeze(ctx, false) }
+
+// Thaw asks the guest to thaw its root file system after Freeze, and waits
+// until it is done. Thawing a file system that is not frozen succeeds.
+func (c *Client) Thaw(ctx context.Context) error { return c.freeze(ctx, true) }
+
+func (c *Client) freeze(ctx context.Context, thaw bool) error {
+	op := "freeze"
+	if thaw {
+		op = "thaw"
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.err
+	}
+	c.nonce++
+	nonce := c.nonce
+	ch := make(chan *FreezeDone, 1)
+	c.freezes[nonce] = ch
+	c.sendLocked(&Freeze{Nonce: nonce, Thaw: thaw})
+	c.mu.Unlock()
+
+	select {
+	case done := <-ch:
+		if done.Error != "" {
+			return fmt.Errorf("guest agent: %s the root file system: %s", op, done.Error)
+		}
+		return nil
+	case <-c.done:
+		return c.closedErr()
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.freezes, nonce)
+		c.mu.Unlock()
+		return fmt.Errorf("agent: %s the root file system: %w", op, ctx.Err())
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -303,5 +305,40 @@ func TestExecSeesIdentityEnv(t *testing.T) {
 	}
 	if want := "g1-ab-3 3 override\n"; stdout.String() != want {
 		t.Errorf("stdout = %q, expected %q", stdout.String(), want)
+	}
+}
+
+func TestFreezeRequest(t *testing.T) {
+	var calls []bool
+	var mu sync.Mutex
+	_, c := connect(t, ServerConfig{Freeze: func(ctx context.Context, thaw bool) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, thaw)
+		if thaw && len(calls) > 2 {
+			return errors.New("thaw failed")
+		}
+		return nil
+	}})
+	if err := c.Freeze(testCtx(t)); err != nil {
+		t.Fatalf("Freeze: %v", err)
+	}
+	if err := c.Thaw(testCtx(t)); err != nil {
+		t.Fatalf("Thaw: %v", err)
+	}
+	err := c.Thaw(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "thaw failed") {
+		t.Errorf("failing Thaw = %v, expected the hook's error", err)
+	}
+	mu.Lock()
+	if !reflect.DeepEqual(calls, []bool{false, true, true}) {
+		t.Errorf("hook calls (thaw flags) = %v, expected [false true true]", calls)
+	}
+	mu.Unlock()
+
+	_, c2 := connect(t, ServerConfig{})
+	err = c2.Freeze(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "freeze is not supported") {
+		t.Errorf("Freeze without a hook = %v, expected a not supported error", err)
 	}
 }

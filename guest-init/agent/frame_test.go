@@ -38,6 +38,8 @@ func sampleMessages() []Message {
 		&Poweroff{Nonce: 3},
 		&SetIdentity{Generation: "gen-2", TimeUnixNs: 1e18, Hostname: "child-1", Entropy: []byte{1, 2, 3}, Env: []string{"X=1"}},
 		&IdentityDone{Generation: "gen-2", Error: "hook failed"},
+		&Freeze{Nonce: 4, Thaw: true},
+		&FreezeDone{Nonce: 4, Error: "not frozen"},
 	}
 }
 

@@ -39,6 +39,8 @@ const (
 	TypePoweroff     MsgType = 17 // H->G: sync and power off
 	TypeSetIdentity  MsgType = 18 // H->G: apply a fork identity
 	TypeIdentityDone MsgType = 19 // G->H: identity applied, or why not
+	TypeFreeze       MsgType = 20 // H->G: sync and freeze, or thaw, the root file system
+	TypeFreezeDone   MsgType = 21 // G->H: freeze or thaw done, or why not
 )
 
 var typeNames = map[MsgType]string{
@@ -47,7 +49,7 @@ var typeNames = map[MsgType]string{
 	TypeCloseStdin: "CloseStdin", TypeResize: "Resize", TypeSignal: "Signal",
 	TypeExit: "Exit", TypeAttach: "Attach", TypeStatus: "Status", TypeRelease: "Release",
 	TypeError: "Error", TypePoweroff: "Poweroff", TypeSetIdentity: "SetIdentity",
-	TypeIdentityDone: "IdentityDone",
+	TypeIdentityDone: "IdentityDone", TypeFreeze: "Freeze", TypeFreezeDone: "FreezeDone",
 }
 
 func (t MsgType) String() string {
@@ -130,6 +132,10 @@ func Decode(f Frame) (Message, error) {
 		m = new(SetIdentity)
 	case TypeIdentityDone:
 		m = new(IdentityDone)
+	case TypeFreeze:
+		m = new(Freeze)
+	case TypeFreezeDone:
+		m = new(FreezeDone)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, uint8(f.Type))
 	}

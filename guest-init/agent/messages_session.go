@@ -315,3 +315,38 @@ func (m *IdentityDone) decode(d *decoder) {
 	m.Generation = d.str("generation", MaxTextLen)
 	m.Error = d.str("error", MaxTextLen)
 }
+
+// Freeze asks the guest to sync and freeze its root file system (FIFREEZE),
+// so that the disk holds a clean file system while the host captures it,
+// or to thaw it (FITHAW) when Thaw is set. The Server replies with
+// FreezeDone.
+type Freeze struct {
+	Nonce uint64
+	Thaw  bool
+}
+
+func (*Freeze) Type() MsgType { return TypeFreeze }
+func (m *Freeze) encode(e *encoder) {
+	e.u64(m.Nonce)
+	e.bool(m.Thaw)
+}
+func (m *Freeze) decode(d *decoder) {
+	m.Nonce = d.u64("nonce")
+	m.Thaw = d.bool("thaw")
+}
+
+// FreezeDone is the reply to Freeze. Error is empty on success.
+type FreezeDone struct {
+	Nonce uint64
+	Error string
+}
+
+func (*FreezeDone) Type() MsgType { return TypeFreezeDone }
+func (m *FreezeDone) encode(e *encoder) {
+	e.u64(m.Nonce)
+	e.str(m.Error)
+}
+func (m *FreezeDone) decode(d *decoder) {
+	m.Nonce = d.u64("nonce")
+	m.Error = d.str("error", MaxTextLen)
+}

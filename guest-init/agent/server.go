@@ -35,6 +35,10 @@ type ServerConfig struct {
 	// Nil rejects Poweroff.
 	Poweroff func()
 
+	// Freeze syncs and freezes the root file system, or thaws it when thaw
+	// is true, for a Freeze request. Nil rejects Freeze.
+	Freeze func(ctx context.Context, thaw bool) error
+
 	// Logger receives connection events and errors. Nil discards them.
 	Logger *log.Logger
 
@@ -243,6 +247,8 @@ func (s *Server) handle(ctx context.Context, m Message) {
 		s.replyLocked(s.cfg.Poweroff)
 	case *SetIdentity:
 		s.setIdentityLocked(ctx, m)
+	case *Freeze:
+		s.freezeLocked(ctx, m)
 	default:
 		s.replyLocked(&Error{Code: CodeProtocol, Message: fmt.Sprintf("%s is not a request", m.Type())})
 	}

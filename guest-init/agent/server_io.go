@@ -243,3 +243,24 @@ func (s *Server) setIdentityLocked(ctx context.Context, m *SetIdentity) {
 		}
 	}()
 }
+
+// freezeLocked runs a Freeze request on its own goroutine, because a sync
+// can take long, and replies with FreezeDone.
+func (s *Server) freezeLocked(ctx context.Context, m *Freeze) {
+	if s.cfg.Freeze == nil {
+		s.replyLocked(&FreezeDone{Nonce: m.Nonce, Error: "freeze is not supported by this agent"})
+		return
+	}
+	go func() {
+		err := s.cfg.Freeze(ctx, m.Thaw)
+
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		done := &FreezeDone{Nonce: m.Nonce}
+		if err != nil {
+			done.Error = err.Error()
+			s.log.Printf("agent: freeze (thaw %v): %v", m.Thaw, err)
+		}
+		s.replyLocked(done)
+	}()
+}

@@ -178,6 +178,10 @@ func serveAgent(logger *log.Logger, reaper *agent.Reaper, cfg guestinit.Config) 
 			logger.Printf("poweroff requested by the host")
 			poweroff(logger)
 		},
+		Freeze: func(ctx context.Context, thaw bool) error {
+			logger.Printf("root file system: freeze requested by the host (thaw %v)", thaw)
+			return guestinit.FreezeRoot(ctx, thaw)
+		},
 		Logger: logger,
 	})
 	logger.Printf("serving the agent on %s (%s)", path, cfg.Port)
