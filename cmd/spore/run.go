@@ -18,6 +18,7 @@ import (
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
 	"github.com/spore-vm/spore/vm"
+	"github.com/spore-vm/spore/vm/disk"
 	"github.com/spore-vm/spore/vm/guest"
 )
 
@@ -32,8 +33,8 @@ type RunCmd struct {
 	Timeout        time.Duration `placeholder:"DURATION" help:"Stop the guest and exit with status 124 after this long (such as 30s or 5m); 0 means no limit."`
 	Kernel         string        `type:"existingfile" placeholder:"FILE" help:"Boot this arm64 kernel Image instead of the managed one."`
 	Initrd         string        `type:"existingfile" placeholder:"FILE" help:"Use this initramfs instead of the embedded guest init."`
-	RootFS         string        `name:"rootfs" type:"existingfile" placeholder:"FILE" help:"Mount this ext4 image as the guest's root file system (read-only unless --rootfs-writable)."`
-	RootFSWritable bool          `name:"rootfs-writable" help:"Mount --rootfs read-write; the guest's changes are written to the file."`
+	RootFS         string        `name:"rootfs" type:"existingfile" placeholder:"FILE" help:"Mount this ext4 image as the guest's root file system (read-only unless --rootfs-writable). The image is imported into the store once per version of the file and the guest reads it from there."`
+	RootFSWritable bool          `name:"rootfs-writable" help:"Mount the root disk read-write. The guest's changes stay out of the image: they are kept only in --capture commits."`
 	From           string        `placeholder:"REV" help:"Resume the guest captured in this commit (a ref or commit ID) instead of booting."`
 	Capture        string        `placeholder:"REF" help:"When the command exits with status 0, capture the guest into a commit and point REF (refs/heads/REF unless it starts with refs/) at it."`
 	Message        string        `short:"m" help:"Message of the --capture commit."`
@@ -67,6 +68,8 @@ type runSummary struct {
 	Running      bool                `json:"running,omitempty"`
 	Ref          string              `json:"ref,omitempty"`
 	CaptureStats *guest.CaptureStats `json:"capture,omitempty"`
+	// RootDiskImport tells how the root disk image reached the store.
+	RootDiskImport *disk.ImportResult `json:"root_disk_import,omitempty"`
 }
 
 func (c *RunCmd) Run(g *Globals) error {
@@ -100,11 +103,14 @@ func (c *RunCmd) Run(g *Globals) error {
 
 	var store *objects.Store
 	var refsDB *refs.Refs
-	if c.From != "" || c.Capture != "" {
+	if c.From != "" || c.Capture != "" || opts.RootFS != "" {
 		if store, refsDB, err = g.openStore(); err != nil {
 			return withExitCode(ExitRunFailed, err)
 		}
 		defer store.Close()
+	}
+	if opts.RootFS != "" {
+		opts.Store = store
 	}
 
 	start := time.Now()
@@ -138,10 +144,11 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 
 	summary := runSummary{
-		ExitCode: status.Code,
-		Signal:   status.Signal,
-		BootMS:   booted.Sub(start).Milliseconds(),
-		RunMS:    finished.Sub(booted).Milliseconds(),
+		ExitCode:       status.Code,
+		Signal:         status.Signal,
+		BootMS:         booted.Sub(start).Milliseconds(),
+		RunMS:          finished.Sub(booted).Milliseconds(),
+		RootDiskImport: gst.RootDiskImport(),
 	}
 	if c.From != "" {
 		stats := gst.PagerStats()
@@ -242,8 +249,11 @@ func (c *RunCmd) options(g *Globals) (guest.Options, error) {
 	if c.CPUs < 1 {
 		return guest.Options{}, fmt.Errorf("invalid --cpus %d: use 1 or more", c.CPUs)
 	}
-	if c.RootFSWritable && c.RootFS == "" {
+	if c.RootFSWritable && c.RootFS == "" && c.From == "" {
 		return guest.Options{}, errors.New("--rootfs-writable needs --rootfs FILE")
+	}
+	if c.From != "" && (c.RootFS != "" || c.RootFSWritable) {
+		return guest.Options{}, errors.New("--rootfs and --rootfs-writable cannot be combined with --from: a resumed guest runs on the disk saved in its commit")
 	}
 
 	opts := guest.Options{

@@ -212,7 +212,7 @@ func rootFS(t *testing.T) string {
 func TestRunRootFSReadOnly(t *testing.T) {
 	sporeBinary(t)
 	image := rootFS(t)
-	r := spore(t, "", "run", "--rootfs", image, "--", "/bin/sh", "-c", "cat /etc/os-release; touch /written")
+	r := spore(t, "", "--store", t.TempDir(), "run", "--rootfs", image, "--", "/bin/sh", "-c", "cat /etc/os-release; touch /written")
 	if !strings.Contains(r.stdout, "ID=spore-test-rootfs") {
 		t.Errorf("root disk not mounted: stdout %q\nstderr:\n%s", r.stdout, r.stderr)
 	}
@@ -221,16 +221,20 @@ func TestRunRootFSReadOnly(t *testing.T) {
 	}
 }
 
+// TestRunRootFSWritable checks that a writable root disk takes writes but
+// keeps them out of the image: without --capture they are gone after the
+// run.
 func TestRunRootFSWritable(t *testing.T) {
 	sporeBinary(t)
 	image := rootFS(t)
-	r := spore(t, "", "run", "--rootfs", image, "--rootfs-writable", "--", "/bin/sh", "-c", "echo kept > /root/note && sync")
-	if r.code != 0 {
-		t.Fatalf("write to the root disk: status %d\nstderr:\n%s", r.code, r.stderr)
-	}
-	r = spore(t, "", "run", "--rootfs", image, "--", "/bin/cat", "/root/note")
+	store := t.TempDir()
+	r := spore(t, "", "--store", store, "run", "--rootfs", image, "--rootfs-writable", "--", "/bin/sh", "-c", "echo kept > /root/note && sync && cat /root/note")
 	if r.code != 0 || r.stdout != "kept\n" {
-		t.Errorf("second boot reads %q (status %d), want %q\nstderr:\n%s", r.stdout, r.code, "kept\n", r.stderr)
+		t.Fatalf("write to the root disk: status %d, stdout %q\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = spore(t, "", "--store", store, "run", "--rootfs", image, "--", "/bin/cat", "/root/note")
+	if r.code == 0 {
+		t.Errorf("second boot reads %q from the image; the first run's writes must stay out of it", r.stdout)
 	}
 }
 

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
 	"github.com/spore-vm/spore/vm"
+	"github.com/spore-vm/spore/vm/disk"
 )
 
 // Tree entry names of a captured commit.
@@ -27,9 +29,11 @@ const (
 // boardConfig is the "config" entry of a commit: what a restore needs to
 // rebuild the machine around the saved state.
 type boardConfig struct {
-	Version        int    `json:"version"`
-	MemoryBytes    uint64 `json:"memory_bytes"`
-	VCPUs          int    `json:"vcpus"`
+	Version     int    `json:"version"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	VCPUs       int    `json:"vcpus"`
+	// RootFS is the path of a root disk file used in place; a root disk in
+	// the store is the disks/root entry instead, and RootFS is empty.
 	RootFS         string `json:"rootfs,omitempty"`
 	RootFSWritable bool   `json:"rootfs_writable,omitempty"`
 	Devices        int    `json:"virtio_devices"`
@@ -75,17 +79,31 @@ type CaptureStats struct {
 	Memory objects.WriteStats `json:"memory"`
 	// StateBytes is the encoded size of the vCPU, vGIC and device states.
 	StateBytes int `json:"state_bytes"`
+	// RootDisk counts the root disk chunks written since the parent
+	// commit (or since boot) and what storing them wrote; nil without a
+	// root disk in the store.
+	RootDisk *disk.CommitStats `json:"root_disk,omitempty"`
 }
 
 // Capture pauses the guest and commits its state to the store: vCPUs, vGIC,
-// devices and memory. After a restore from a commit, only memory chunks with
-// pages written since then are stored. The guest stays paused: Continue
-// resumes it, and later captures are children of this one.
+// devices, memory and the root disk. After a restore from a commit, only
+// memory and disk chunks written since then are stored. A writable root
+// disk is synced and frozen through the agent first. The guest stays paused
+// and frozen: Continue thaws and resumes it, and later captures are
+// children of this one.
 func (g *Guest) Capture(opts CaptureOptions) (objects.ID, CaptureStats, error) {
 	var stats CaptureStats
-	if err := g.machine.Pause(); err != nil {
+	frozen, err := g.freezeRootDisk()
+	if err != nil {
 		return objects.ZeroID, stats, err
 	}
+	if err := g.machine.Pause(); err != nil {
+		if frozen {
+			g.thawRootDisk(context.Background())
+		}
+		return objects.ZeroID, stats, err
+	}
+	g.frozen = frozen
 	state, err := g.machine.SnapshotState()
 	if err != nil {
 		return objects.ZeroID, stats, err
@@ -114,6 +132,11 @@ func (g *Guest) Capture(opts CaptureOptions) (objects.ID, CaptureStats, error) {
 		entries = append(entries, entry)
 	}
 	entries = append(entries, objects.TreeEntry{Name: entryMemory, Kind: objects.KindTree, ID: memory})
+	diskEntries, err := g.captureRootDisk(&stats)
+	if err != nil {
+		return objects.ZeroID, stats, err
+	}
+	entries = append(entries, diskEntries...)
 
 	tree, err := objects.NewTree(entries)
 	if err != nil {
@@ -244,18 +267,21 @@ func (g *Guest) stateEntries(store *objects.Store, s *vm.Snapshot, stats *Captur
 		return nil
 	}
 
-	config, err := json.Marshal(boardConfig{
+	config := boardConfig{
 		Version:        1,
 		MemoryBytes:    s.MemoryBytes,
 		VCPUs:          len(s.CPUs),
-		RootFS:         g.opts.RootFS,
 		RootFSWritable: g.opts.RootFSWritable,
 		Devices:        len(s.Devices),
-	})
+	}
+	if g.fileDisk != nil {
+		config.RootFS = g.opts.RootFS
+	}
+	data, err := json.Marshal(config)
 	if err != nil {
 		return nil, err
 	}
-	if err := put(entryConfig, config); err != nil {
+	if err := put(entryConfig, data); err != nil {
 		return nil, err
 	}
 	for i, cpu := range s.CPUs {

@@ -18,6 +18,7 @@ import (
 	"github.com/spore-vm/spore/guest-init/initrd"
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/vm"
+	"github.com/spore-vm/spore/vm/disk"
 	"github.com/spore-vm/spore/vm/virtio"
 )
 
@@ -45,9 +46,14 @@ type Options struct {
 	// RootFS is an ext4 image for /dev/vda, mounted as the root file
 	// system; empty runs the guest from the initramfs alone.
 	RootFS string
-	// RootFSWritable mounts RootFS read-write and lets the guest change the
-	// file. By default the disk is read-only.
+	// RootFSWritable mounts RootFS read-write. With a Store, the guest's
+	// writes go to a copy-on-write overlay and are kept only by Capture;
+	// without one, they change the file. By default the disk is read-only.
 	RootFSWritable bool
+	// Store, when set, holds the root disk: RootFS is imported into it as
+	// a chunk index at boot (once per version of the file) and captures
+	// store the disk's changed chunks in the commit's disks/root entry.
+	Store *objects.Store
 	// MemoryBytes is the guest RAM size; 0 means DefaultMemoryBytes.
 	MemoryBytes uint64
 	// VCPUs is the vCPU count; 0 means DefaultVCPUs.
@@ -74,7 +80,14 @@ type Guest struct {
 	machine *vm.Machine
 	client  *agent.Client
 	logger  *slog.Logger
-	disk    *virtio.FileBacking
+
+	// backing serves the root disk, nil without one: rootDisk for a disk
+	// in the store, or fileDisk for a disk file used in place.
+	backing  virtio.BlockBacking
+	rootDisk *disk.Disk
+	fileDisk *virtio.FileBacking
+	// imported describes the import of the root disk image at boot.
+	imported *disk.ImportResult
 	// opts are the options the guest was booted with, after defaults.
 	opts Options
 
@@ -95,6 +108,8 @@ type Guest struct {
 	// reference to it after the machine is closed.
 	sharedMemory  *vm.SharedMemory
 	releaseMemory func()
+	// frozen is true while the root file system is frozen for a capture.
+	frozen bool
 
 	// done is closed when the machine stopped, and reason and err record why.
 	done   chan struct{}
@@ -112,8 +127,14 @@ func Boot(ctx context.Context, opts Options) (*Guest, error) {
 	}
 
 	g := &Guest{logger: opts.Logger, done: make(chan struct{}), opts: opts}
+	if opts.RootFS != "" {
+		if err := g.openRootDisk(opts); err != nil {
+			return nil, err
+		}
+	}
 	devices, console, err := g.devices(opts)
 	if err != nil {
+		g.closeDisk()
 		return nil, err
 	}
 	cmdline := baseCmdline
@@ -164,8 +185,8 @@ func (g *Guest) devices(opts Options) ([]virtio.Device, *virtio.Console, error) 
 		return nil, nil, err
 	}
 	devices := []virtio.Device{console, virtio.NewEntropy(nil, opts.Logger)}
-	if opts.RootFS != "" {
-		disk, err := g.rootDisk(opts)
+	if g.backing != nil {
+		disk, err := g.rootBlockDevice(opts)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -250,26 +271,6 @@ func defaultInitrd(hasRootDisk bool) ([]byte, error) {
 	}
 	// The kernel unpacks concatenated cpio archives one after another.
 	return append(append([]byte(nil), base...), userland...), nil
-}
-
-func (g *Guest) rootDisk(opts Options) (virtio.Device, error) {
-	backing, err := virtio.OpenFileBacking(opts.RootFS, !opts.RootFSWritable)
-	if err != nil {
-		return nil, fmt.Errorf("root disk: %w", err)
-	}
-	g.disk = backing
-	dev, err := virtio.NewBlock(virtio.BlockConfig{Backing: backing, ReadOnly: !opts.RootFSWritable, ID: "spore-root"}, opts.Logger)
-	if err != nil {
-		g.closeDisk()
-		return nil, fmt.Errorf("root disk %s: %w", opts.RootFS, err)
-	}
-	return dev, nil
-}
-
-func (g *Guest) closeDisk() {
-	if g.disk != nil {
-		g.disk.Close()
-	}
 }
 
 // connectAgent dials the agent on its port, giving up when the VM stops or

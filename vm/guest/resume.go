@@ -32,9 +32,12 @@ func (p *storePager) ReadChunk(off uint64) ([]byte, bool, error) {
 
 // Resume restores the commit id from the store into a running guest: the
 // platform contract is checked first, then the machine state is loaded and
-// memory is paged in from the store as the guest touches it. name is what
-// the user called the commit, for error messages. The guest's clock is set
-// from the host before Resume returns.
+// memory is paged in from the store as the guest touches it. A root disk in
+// the commit (disks/root) is opened copy-on-write over its chunks, so the
+// guest's writes diverge from every other guest of the commit; opts.RootFS
+// and opts.Store are ignored then. name is what the user called the
+// commit, for error messages. The root file system is thawed and the
+// guest's clock is set from the host before Resume returns.
 func Resume(ctx context.Context, store *objects.Store, id objects.ID, name string, opts Options) (*Guest, error) {
 	commit, err := store.GetCommit(id)
 	if err != nil {
@@ -66,9 +69,13 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 
 	opts.VCPUs = config.VCPUs
 	opts.MemoryBytes = config.MemoryBytes
-	if opts.RootFS == "" {
-		opts.RootFS = config.RootFS
-		opts.RootFSWritable = config.RootFSWritable
+	rootIndex, hasRootDisk := tree.Entry(entryRootDisk)
+	switch {
+	case hasRootDisk:
+		opts.Store, opts.RootFS, opts.RootFSWritable = store, "", config.RootFSWritable
+	case opts.RootFS == "":
+		// A commit of a guest whose root disk file was used in place.
+		opts.Store, opts.RootFS, opts.RootFSWritable = nil, config.RootFS, config.RootFSWritable
 	}
 	opts, err = opts.withDefaults(false)
 	if err != nil {
@@ -78,8 +85,17 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	g := &Guest{logger: opts.Logger, done: make(chan struct{}), opts: opts,
 		parent: id, parentMemory: memory, generation: commit.Generation, session: session,
 		identity: identity}
+	if hasRootDisk {
+		err = g.openStoreDisk(opts, rootIndex.ID)
+	} else if opts.RootFS != "" {
+		err = g.openRootDisk(opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open the root disk of %s: %w", name, err)
+	}
 	devices, console, err := g.devices(opts)
 	if err != nil {
+		g.closeDisk()
 		return nil, err
 	}
 	if len(devices) != config.Devices {
@@ -114,6 +130,12 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	g.start(m, console, opts)
 
 	if err := g.connectAgent(ctx, console.Port(1), opts.AgentTimeout); err != nil {
+		g.Kill()
+		return nil, err
+	}
+	// The capture froze the root file system; nothing in the guest can
+	// write to it, the identity hooks included, until it is thawed.
+	if err := g.thawRootDisk(ctx); err != nil {
 		g.Kill()
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -28,6 +29,9 @@ type Snapshot struct {
 // Commands running in the guest are frozen with it; the agent's sessions
 // continue after a restore.
 func (g *Guest) Snapshot() (*Snapshot, error) {
+	if g.rootDisk != nil {
+		return nil, errors.New("in-process snapshots of a guest with its root disk in the store are not supported: use Capture")
+	}
 	if err := g.machine.Pause(); err != nil {
 		return nil, err
 	}
@@ -45,8 +49,19 @@ func (g *Guest) Snapshot() (*Snapshot, error) {
 	}, nil
 }
 
-// Continue resumes a guest paused by Snapshot.
-func (g *Guest) Continue() { g.machine.Resume() }
+// Continue resumes a guest paused by Snapshot or Capture, and thaws the
+// root file system that Capture froze. A failed thaw is logged: the guest
+// runs on, but its writes to the root disk block.
+func (g *Guest) Continue() {
+	g.machine.Resume()
+	if !g.frozen {
+		return
+	}
+	g.frozen = false
+	if err := g.thawRootDisk(context.Background()); err != nil {
+		g.logger.Error("thaw after capture failed; writes to the root disk block", "commit", g.parent.String(), "error", err)
+	}
+}
 
 // Restore starts a guest from a snapshot and reconnects to its agent.
 // opts supplies the host side: logs and time limits; the board and the
