@@ -20,6 +20,7 @@ import (
 	"github.com/spore-vm/spore/vm"
 	"github.com/spore-vm/spore/vm/disk"
 	"github.com/spore-vm/spore/vm/guest"
+	"github.com/spore-vm/spore/vm/rootfs"
 )
 
 // RunCmd boots a guest, runs one command in it and powers it off.
@@ -35,6 +36,7 @@ type RunCmd struct {
 	Initrd         string        `type:"existingfile" placeholder:"FILE" help:"Use this initramfs instead of the embedded guest init."`
 	RootFS         string        `name:"rootfs" type:"existingfile" placeholder:"FILE" help:"Mount this ext4 image as the guest's root file system (read-only unless --rootfs-writable). The image is imported into the store once per version of the file and the guest reads it from there."`
 	RootFSWritable bool          `name:"rootfs-writable" help:"Mount the root disk read-write. The guest's changes stay out of the image: they are kept only in --capture commits."`
+	Image          string        `placeholder:"REF" help:"Run in this arm64 OCI image: REGISTRY/REPO[:TAG|@DIGEST], or oci-layout:DIR[:TAG|@DIGEST]. Its root file system is built once and cached, and is writable: writes go to a copy-on-write layer that only --capture keeps. The image's Env and WorkingDir apply; its Entrypoint, Cmd and User do not."`
 	From           string        `placeholder:"REV" help:"Resume the guest captured in this commit (a ref or commit ID) instead of booting."`
 	Capture        string        `placeholder:"REF" help:"When the command exits with status 0, capture the guest into a commit and point REF (refs/heads/REF unless it starts with refs/) at it."`
 	Message        string        `short:"m" help:"Message of the --capture commit."`
@@ -68,6 +70,9 @@ type runSummary struct {
 	Running      bool                `json:"running,omitempty"`
 	Ref          string              `json:"ref,omitempty"`
 	CaptureStats *guest.CaptureStats `json:"capture,omitempty"`
+	// Image is the --image root file system; its cached field tells
+	// whether the rootfs cache served it.
+	Image *rootfs.Image `json:"image,omitempty"`
 	// RootDiskImport tells how the root disk image reached the store.
 	RootDiskImport *disk.ImportResult `json:"root_disk_import,omitempty"`
 }
@@ -90,6 +95,9 @@ func (c *RunCmd) Run(g *Globals) error {
 			return withExitCode(ExitUsage, err)
 		}
 	}
+	if err := c.checkImageFlags(); err != nil {
+		return withExitCode(ExitUsage, err)
+	}
 	if probe := vm.ProbeHost(); !probe.Usable {
 		return withExitCode(ExitRunHostUnsupported, fmt.Errorf("this host cannot run arm64 guests: %s", probe.Reason))
 	}
@@ -99,6 +107,13 @@ func (c *RunCmd) Run(g *Globals) error {
 	if c.Timeout > 0 {
 		ctx, stop = context.WithTimeout(ctx, c.Timeout)
 		defer stop()
+	}
+
+	var image *rootfs.Image
+	if c.Image != "" {
+		if image, err = c.applyImage(ctx, &opts, &req); err != nil {
+			return withExitCode(ExitRunFailed, err)
+		}
 	}
 
 	var store *objects.Store
@@ -148,6 +163,7 @@ func (c *RunCmd) Run(g *Globals) error {
 		Signal:         status.Signal,
 		BootMS:         booted.Sub(start).Milliseconds(),
 		RunMS:          finished.Sub(booted).Milliseconds(),
+		Image:          image,
 		RootDiskImport: gst.RootDiskImport(),
 	}
 	if c.From != "" {
