@@ -53,9 +53,9 @@ func parseDiskSummary(t *testing.T, stderr string) diskSummary {
 const maxSmallWriteChunks = 24
 
 // TestDiskCaptureForkDiverge writes a file on the root disk, captures the
-// guest, resumes the commit three times as children that each write their
-// own file, and checks that each child sees the parent's file on disk but
-// not its siblings' files, and that each child capture stored only a few
+// guest and resumes the commit three times as children that each write
+// their own file. Each child must read the parent's file from the disk but
+// none of its siblings' files, and each child capture must store only a few
 // disk chunks.
 func TestDiskCaptureForkDiverge(t *testing.T) {
 	sporeBinary(t)

@@ -45,10 +45,10 @@ type imageSummary struct {
 	} `json:"root_disk_import"`
 }
 
-// TestImageRunDebian runs commands in the Debian test image pulled from a
-// registry on loopback: the first run builds the root file system, the
-// second finds it in the cache without fetching a layer, and the image's
-// Env and WorkingDir apply to both an argv and a shell string.
+// TestImageRunDebian runs commands in the Debian test image, pulled from a
+// registry on loopback. The first run builds the root file system, and the
+// second finds it in the cache without fetching a layer. The image's Env
+// and WorkingDir apply, and --env and --workdir override them.
 func TestImageRunDebian(t *testing.T) {
 	sporeBinary(t)
 	imagesDir := os.Getenv(testImagesEnv)

@@ -8,10 +8,10 @@ import (
 )
 
 // BenchmarkChildDiskCommit measures what the store writes for a child disk
-// after a small write: 16 children of one 64 MiB image each write a 4 KiB
-// file block, a 512-byte inode and a 4 KiB journal block, in three
-// different chunks (the pattern of a small file written on ext4), and
-// commit. The image is synthetic: random bytes in two thirds of its chunks.
+// after a small write. 16 children of one 64 MiB image each write a 4 KiB
+// file block, a 512-byte inode and a 4 KiB journal block in three chunks,
+// as a small file written on ext4 would, and commit. The image is
+// synthetic: random bytes in two thirds of its chunks.
 func BenchmarkChildDiskCommit(b *testing.B) {
 	const (
 		imageSize = 64 << 20
