@@ -22,16 +22,10 @@ import (
 	"github.com/spore-vm/spore/transport"
 )
 
-// Environment of the image tests, set by make e2e.
-const (
-	// testImagesEnv names the directory that testsuite/cmd/mkimages wrote:
-	// DIR/debian is an OCI layout of the Debian minbase test image.
-	testImagesEnv = "SPORE_TEST_IMAGES"
-	// e2fsprogsEnv names a directory with arm64 e2fsprogs, libc and the
-	// dynamic loader unpacked from Debian packages; spore's rootfs builder
-	// runs mke2fs and debugfs from there.
-	e2fsprogsEnv = "SPORE_E2FSPROGS"
-)
+// e2fsprogsEnv names a directory with arm64 e2fsprogs, libc and the
+// dynamic loader unpacked from Debian packages, set by make e2e. spore's
+// rootfs builder runs mke2fs and debugfs from there.
+const e2fsprogsEnv = "SPORE_E2FSPROGS"
 
 // imageSummary is the part of spore run's --json summary about --image.
 type imageSummary struct {
