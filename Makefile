@@ -75,7 +75,9 @@ $(TEST_ROOTFS): $(BUSYBOX) testsuite/e2e/testdata/mkrootfs.sh
 	sh testsuite/e2e/testdata/mkrootfs.sh $(BUSYBOX) $@
 
 $(TEST_IMAGES)/debian/index.json:
-	$(GO) run ./testsuite/cmd/mkimages -o $(TEST_IMAGES)
+	rm -rf $(TEST_IMAGES)/debian $(TEST_IMAGES)/debian.tmp
+	$(GO) run ./testsuite/cmd/mkimage -image debian -o $(TEST_IMAGES)/debian.tmp -tag test
+	mv $(TEST_IMAGES)/debian.tmp $(TEST_IMAGES)/debian
 
 $(TEST_IMAGE_BUSYBOX)/index.json: $(BUSYBOX)
 	rm -rf $(TEST_IMAGE_BUSYBOX) && $(GO) run ./testsuite/cmd/mkimage -image busybox -o $(TEST_IMAGE_BUSYBOX) -tag test
