@@ -68,7 +68,7 @@ func (g *Guest) rootBlockDevice(opts Options) (virtio.Device, error) {
 // store at boot, or nil when the guest has no store disk or was resumed.
 func (g *Guest) RootDiskImport() *disk.ImportResult { return g.imported }
 
-// freezeRootDisk asks the agent to sync and freeze the root file system,
+// freezeRootDisk sends the agent a Freeze request to sync and freeze the root file system,
 // so that the disk chunks a capture stores hold a clean file system that
 // matches the page cache in the captured RAM. Read-only disks need no
 // freeze. It reports whether it froze.
