@@ -95,6 +95,14 @@ func MountRoot(dev, fsType, target string, readOnly bool) error {
 func SwitchRoot(newRoot string, keep []string) error {
 	for _, m := range keep {
 		target := filepath.Join(newRoot, m)
+		// A symlink in the image (some images have proc -> /proc) would
+		// resolve into the initramfs and make the move fail with ELOOP, so
+		// it is replaced by a directory. A read-only root cannot be fixed.
+		if info, err := os.Lstat(target); err == nil && !info.IsDir() {
+			if err := os.Remove(target); err != nil {
+				return fmt.Errorf("switch root: %s in the root disk is not a directory and cannot be replaced by one: %w", m, err)
+			}
+		}
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return fmt.Errorf("switch root: create %s: %w", target, err)
 		}
