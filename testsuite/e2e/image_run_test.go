@@ -58,7 +58,7 @@ func TestImageRunDebian(t *testing.T) {
 	store := t.TempDir()
 
 	// First run: the layers are fetched and the ext4 image is built.
-	r := sporeWithEnv(t, env, "--store", store, "--json", "--debug", "run", "--image", ref, "--", "cat", "/etc/os-release")
+	r := sporeWithEnv(t, env, "--store", store, "--json", "run", "--image", ref, "--", "cat", "/etc/os-release")
 	if r.code != 0 {
 		t.Fatalf("first run: status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
