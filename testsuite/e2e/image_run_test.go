@@ -22,11 +22,6 @@ import (
 	"github.com/spore-vm/spore/transport"
 )
 
-// e2fsprogsEnv names a directory with arm64 e2fsprogs, libc and the
-// dynamic loader unpacked from Debian packages, set by make e2e. spore's
-// rootfs builder runs mke2fs and debugfs from there.
-const e2fsprogsEnv = "SPORE_E2FSPROGS"
-
 // imageSummary is the part of spore run's --json summary about --image.
 type imageSummary struct {
 	Image *struct {
@@ -49,7 +44,7 @@ func TestImageRunDebian(t *testing.T) {
 	if imagesDir == "" {
 		t.Fatalf("%s is not set: run these tests with make e2e", testImagesEnv)
 	}
-	provideLoader(t)
+	useTestbedRegistry(t)
 	reg := registry.Start(t)
 	ref := reg.Reference("debian:test")
 	layers := pushLayout(t, filepath.Join(imagesDir, "debian"), ref)
@@ -183,34 +178,6 @@ func layerFetches(log string, layers []string) int {
 		}
 	}
 	return n
-}
-
-// provideLoader makes the arm64 packages unpacked in SPORE_E2FSPROGS
-// usable inside the testbed, whose initramfs has no libc: it links their
-// dynamic loader at /lib/ld-linux-aarch64.so.1, points LD_LIBRARY_PATH at
-// their libraries and selects their docker-registry. On other hosts the
-// system's own loader and registry are used and nothing is changed.
-func provideLoader(t *testing.T) {
-	t.Helper()
-	if os.Getenv("SPORE_IN_TESTBED") == "" {
-		return
-	}
-	dir := os.Getenv(e2fsprogsEnv)
-	if dir == "" {
-		t.Fatalf("%s is not set: run these tests with make e2e", e2fsprogsEnv)
-	}
-	t.Setenv(registry.EnvBinary, filepath.Join(dir, "usr/bin/docker-registry"))
-	const loader = "/lib/ld-linux-aarch64.so.1"
-	if _, err := os.Stat(loader); err == nil {
-		return
-	}
-	if err := os.MkdirAll("/lib", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(dir, loader), loader); err != nil && !errors.Is(err, os.ErrExist) {
-		t.Fatal(err)
-	}
-	t.Setenv("LD_LIBRARY_PATH", filepath.Join(dir, "lib/aarch64-linux-gnu")+":"+filepath.Join(dir, "usr/lib/aarch64-linux-gnu"))
 }
 
 // sporeWithEnv runs spore like spore does, with extra environment
