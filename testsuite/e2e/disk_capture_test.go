@@ -54,8 +54,8 @@ func parseDiskSummary(t *testing.T, stderr string) diskSummary {
 const maxSmallWriteChunks = 64
 
 // TestDiskCaptureForkDiverge writes a file on the root disk, captures the
-// guest and resumes the commit three times as children that each write
-// their own file. Each child must read the parent's file from the disk but
+// guest, forks the commit into three children and resumes each of them to
+// write its own file. Each child must read the parent's file from the disk but
 // none of its siblings' files, and each child capture must store only a few
 // disk chunks.
 func TestDiskCaptureForkDiverge(t *testing.T) {
@@ -88,11 +88,13 @@ func TestDiskCaptureForkDiverge(t *testing.T) {
 		t.Fatal("the guest's writes changed the image file; they belong in the overlay")
 	}
 
-	// Three children of base. drop_caches makes the guest read the files
-	// from the disk rather than from the page cache in the captured RAM.
+	// Three fork children of base, which share its disks/root. drop_caches
+	// makes the guest read the files from the disk rather than from the
+	// page cache in the captured RAM.
+	children := forkChildren(t, store, "base", 3)
 	for i := 1; i <= 3; i++ {
 		script := fmt.Sprintf("echo 3 > /proc/sys/vm/drop_caches; cat /root/parent.txt; echo from-child-%d > /root/child-%d.txt; ls /root", i, i)
-		r := spore(t, "", "--store", store, "--json", "run", "--from", "base", "--capture", fmt.Sprintf("child-%d", i),
+		r := spore(t, "", "--store", store, "--json", "run", "--from", "forks/"+children[i-1], "--capture", fmt.Sprintf("child-%d", i),
 			"--", "/bin/sh", "-c", script)
 		if r.code != 0 {
 			t.Fatalf("child %d: status %d\nstdout:\n%s\nstderr:\n%s", i, r.code, r.stdout, r.stderr)
