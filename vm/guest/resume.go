@@ -34,7 +34,7 @@ func (p *storePager) ReadChunk(off uint64) ([]byte, bool, error) {
 // platform contract is checked first, then the machine state is loaded and
 // memory is paged in from the store as the guest touches it. A root disk in
 // the commit (disks/root) is opened copy-on-write over its chunks, so the
-// guest's writes diverge from every other guest of the commit; opts.RootFS
+// guest's writes diverge from every other guest of the commit. opts.RootFS
 // and opts.Store are ignored then. name is what the user called the
 // commit, for error messages. The root file system is thawed and the
 // guest's clock is set from the host before Resume returns.
