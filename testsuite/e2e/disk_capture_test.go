@@ -50,7 +50,7 @@ func parseDiskSummary(t *testing.T, stderr string) diskSummary {
 // command that writes one small file: 1/16 of the test image's 1024
 // chunks. ext4 writes the file's data, inode table, directory, bitmaps,
 // group descriptor and journal blocks, and the superblocks when it is
-// frozen, each in its own 64 KiB chunk at worst: 22 to 30 chunks in two runs.
+// frozen, each in its own 64 KiB chunk at worst: 22 to 30 chunks in three runs.
 const maxSmallWriteChunks = 64
 
 // TestDiskCaptureForkDiverge writes a file on the root disk, captures the
