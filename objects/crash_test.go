@@ -61,8 +61,10 @@ func TestKill9DuringImportAndRefUpdate(t *testing.T) {
 		}
 		time.Sleep(time.Duration(r.IntN(120)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
 
+		// Read every line before Wait, because Wait closes the pipe and
+		// would drop lines the reader has not taken yet, such as the last
+		// attempt.
 		var lastAttemptOld, lastAttemptNew string
 		for l := range lines {
 			if f := strings.Fields(l); len(f) == 3 && f[0] == "attempt" {
@@ -72,6 +74,7 @@ func TestKill9DuringImportAndRefUpdate(t *testing.T) {
 				}
 			}
 		}
+		_ = cmd.Wait()
 		if lastAttemptNew != "" {
 			attempts++
 		}
