@@ -14,7 +14,9 @@ import (
 
 // The formatters make spore show print a commit's state entries by name.
 func init() {
-	objects.RegisterFormatter(entryConfig, formatConfig)
+	objects.RegisterFormatter(entryConfig, formatJSON)
+	objects.RegisterFormatter(entryIdentity, formatJSON)
+	objects.RegisterFormatter(entryAgent, formatJSON)
 	objects.RegisterFormatter(vcpuPrefix+"*", formatVCPU)
 	objects.RegisterFormatter(entryGIC, formatGIC)
 	objects.RegisterFormatter(virtioPrefix+"*", formatVirtio)
@@ -27,7 +29,8 @@ func fallback(w io.Writer, data []byte, err error) error {
 	return objects.HexSummary(w, data)
 }
 
-func formatConfig(w io.Writer, data []byte) error {
+// formatJSON prints a JSON entry (config, identity, agent) indented.
+func formatJSON(w io.Writer, data []byte) error {
 	var out bytes.Buffer
 	if err := json.Indent(&out, data, "", "  "); err != nil {
 		return fallback(w, data, err)
