@@ -11,7 +11,7 @@ BIN      := $(CURDIR)/bin
 # Packages whose tests need KVM; they run in the testbed on x86_64 hosts.
 E2E_PKGS ?= ./vm/... ./arch/... ./testsuite/e2e
 # Time limit of one package's tests inside the testbed (emulated, so slow).
-E2E_TIMEOUT ?= 40m
+E2E_TIMEOUT ?= 50m
 
 HOST_ARCH  := $(shell uname -m)
 NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo yes)
