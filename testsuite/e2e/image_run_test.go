@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -180,29 +176,9 @@ func layerFetches(log string, layers []string) int {
 	return n
 }
 
-// sporeWithEnv runs spore like spore does, with extra environment
-// variables and a time limit for an image build in the emulated testbed.
+// sporeWithEnv runs spore with extra environment variables and a time
+// limit for an image build in the emulated testbed.
 func sporeWithEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-
-	cmd := exec.CommandContext(ctx, sporeBinary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		r.code = exitErr.ExitCode()
-	default:
-		t.Fatalf("spore %q: %v\nstderr:\n%s", args, err, r.stderr)
-	}
-	return r
+	return runSpore(t, invocation{env: env, timeout: 15 * time.Minute}, args...)
 }

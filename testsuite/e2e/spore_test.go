@@ -43,17 +43,34 @@ type result struct {
 // covers a boot in the emulated testbed, or a fan-out of 8 children there.
 func spore(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	return runSpore(t, invocation{stdin: stdin, timeout: 10 * time.Minute}, args...)
+}
+
+// invocation is how runSpore starts spore: stdin, extra environment
+// variables and a time limit.
+type invocation struct {
+	stdin   string
+	env     []string
+	timeout time.Duration
+}
+
+// runSpore runs the spore binary with args. On a hang past the time limit,
+// SIGQUIT makes spore print every goroutine's stack into stderr.
+func runSpore(t testing.TB, inv invocation, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, sporeBinary(t), args...)
-	// On a hang, SIGQUIT makes spore print every goroutine's stack.
+	if inv.env != nil {
+		cmd.Env = append(os.Environ(), inv.env...)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if stdin != "" {
-		cmd.Stdin = bytes.NewBufferString(stdin)
+	if inv.stdin != "" {
+		cmd.Stdin = bytes.NewBufferString(inv.stdin)
 	}
 	err := cmd.Run()
 
