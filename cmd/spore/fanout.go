@@ -126,15 +126,9 @@ func fanoutChildren(store *objects.Store, r *refs.Refs, target string) ([]guest.
 			prefix = "refs/" + prefix
 		}
 	} else {
-		parent, name, err := refs.Revision(store, r, target)
+		parent, name, err := resolveArgument(store, r, "fanout", target)
 		if err != nil {
-			if errors.Is(err, objects.ErrNotFound) {
-				return nil, withExitCode(ExitUsage, fmt.Errorf("fanout %s: %w (spore refs lists the refs)", target, err))
-			}
-			return nil, revisionError(err)
-		}
-		if !strings.HasPrefix(name, "refs/") {
-			name = ""
+			return nil, err
 		}
 		prefix, direct = refs.ForkNamespace(name, parent), true
 	}

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
-	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
 	"github.com/spore-vm/spore/vm/guest"
 )
@@ -37,16 +35,9 @@ func (c *ForkCmd) Run(g *Globals) error {
 	}
 	defer store.Close()
 
-	parent, name, err := refs.Revision(store, r, c.Rev)
+	parent, parentRef, err := resolveArgument(store, r, "fork", c.Rev)
 	if err != nil {
-		if errors.Is(err, objects.ErrNotFound) {
-			return withExitCode(ExitUsage, fmt.Errorf("fork %s: %w (spore refs lists the refs)", c.Rev, err))
-		}
-		return revisionError(err)
-	}
-	parentRef := ""
-	if strings.HasPrefix(name, "refs/") {
-		parentRef = name
+		return err
 	}
 
 	children, stats, err := guest.Fork(store, r, parent, parentRef, guest.ForkOptions{

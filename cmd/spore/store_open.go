@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
@@ -64,6 +65,23 @@ func resolveRevision(s *objects.Store, r *refs.Refs, spec string) (objects.ID, e
 		return id, revisionError(err)
 	}
 	return id, nil
+}
+
+// resolveArgument resolves the revision argument of a command, such as
+// fork's REF. An unknown revision is a usage error, and the second result
+// is the full ref name, or "" for a commit given by ID.
+func resolveArgument(s *objects.Store, r *refs.Refs, command, spec string) (objects.ID, string, error) {
+	id, name, err := refs.Revision(s, r, spec)
+	if errors.Is(err, objects.ErrNotFound) {
+		return id, "", withExitCode(ExitUsage, fmt.Errorf("%s %s: %w (spore refs lists the refs)", command, spec, err))
+	}
+	if err != nil {
+		return id, "", revisionError(err)
+	}
+	if !strings.HasPrefix(name, "refs/") {
+		name = ""
+	}
+	return id, name, nil
 }
 
 // refNamesByTarget maps object IDs to the refs that resolve to them.
