@@ -308,7 +308,7 @@ const storeWriters = 2
 // the store work at the same time. PutRawBatch verifies each object against
 // its ID and names the first one that does not match. Commit objects are
 // stored last, after every other object of the layer: a stored commit
-// tells a later pull that its delta is complete.
+// shows a later pull that its delta is complete.
 func (imp *importer) objects(r io.Reader) error {
 	pack, err := newPackReader(r)
 	if err != nil {

@@ -155,7 +155,7 @@ func (s *SharedMemory) mapPrivate() ([]byte, error) {
 	return mem, nil
 }
 
-// chunkResult is what populate did for a chunk.
+// chunkResult is the outcome of populate for one chunk.
 type chunkResult struct {
 	hole bool
 	// copied is true when this call read the chunk from the pager, which

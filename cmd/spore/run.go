@@ -70,10 +70,10 @@ type runSummary struct {
 	Running      bool                `json:"running,omitempty"`
 	Ref          string              `json:"ref,omitempty"`
 	CaptureStats *guest.CaptureStats `json:"capture,omitempty"`
-	// Image is the --image root file system; its cached field tells
-	// whether the rootfs cache served it.
+	// Image is the --image root file system. Its cached field is true
+	// when the rootfs cache served it.
 	Image *rootfs.Image `json:"image,omitempty"`
-	// RootDiskImport tells how the root disk image reached the store.
+	// RootDiskImport records how the root disk image reached the store.
 	RootDiskImport *disk.ImportResult `json:"root_disk_import,omitempty"`
 }
 

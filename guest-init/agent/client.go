@@ -409,11 +409,11 @@ func (c *Client) SetIdentity(ctx context.Context, m *SetIdentity) error {
 	}
 }
 
-// Freeze asks the guest to sync and freeze its root file system, and waits
+// Freeze requests that the guest sync and freeze its root file system, and waits
 // until it is frozen. Writes in the guest then block until Thaw.
 func (c *Client) Freeze(ctx context.Context) error { return c.freeze(ctx, false) }
 
-// Thaw asks the guest to thaw its root file system after Freeze, and waits
+// Thaw requests that the guest thaw its root file system after Freeze, and waits
 // until it is done. Thawing a file system that is not frozen succeeds.
 func (c *Client) Thaw(ctx context.Context) error { return c.freeze(ctx, true) }
 

@@ -316,7 +316,7 @@ func (m *IdentityDone) decode(d *decoder) {
 	m.Error = d.str("error", MaxTextLen)
 }
 
-// Freeze asks the guest to sync and freeze its root file system (FIFREEZE),
+// Freeze requests that the guest sync and freeze its root file system (FIFREEZE),
 // so that the disk holds a clean file system while the host captures it,
 // or to thaw it (FITHAW) when Thaw is set. The Server replies with
 // FreezeDone.

@@ -68,7 +68,7 @@ type Server struct {
 	identityBusy bool
 	generation   string
 	identityEnv  []string // the applied identity's environment, added to every later session
-	pendingExec  []*Exec // Exec requests that arrived while an identity was being applied
+	pendingExec  []*Exec  // Exec requests that arrived while an identity was being applied
 }
 
 // NewServer returns a Server with cfg.

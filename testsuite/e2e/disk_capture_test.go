@@ -136,7 +136,7 @@ func TestDiskCaptureForkDiverge(t *testing.T) {
 		t.Errorf("child-2 sees its siblings' files: %q", r.stdout)
 	}
 
-	// A new boot from the image reuses the import and sees none of the
+	// A new boot from the image reuses the import and finds none of the
 	// writes.
 	r = spore(t, "", "--store", store, "--json", "run", "--rootfs", image, "--", "/bin/ls", "/root")
 	if r.code != 0 {

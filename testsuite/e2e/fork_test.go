@@ -184,8 +184,8 @@ func TestForkTreeNests(t *testing.T) {
 	}
 
 	// The leaves: the first child of each level (the second was captured
-	// into the next level) and both children of the last. Each sees the
-	// files of every level above it and counts its generation.
+	// into the next level) and both children of the last. Each reads the
+	// files of every level above it and prints its generation.
 	check := `cat /tmp/level*; echo "gen $SPORE_GENERATION"`
 	for level, leaf := range []string{"forks/level0/000000", "forks/level1/000000"} {
 		r = spore(t, "", "--store", store, "run", "--from", leaf, "--", "/bin/sh", "-c", check)

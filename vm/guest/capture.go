@@ -32,8 +32,8 @@ type boardConfig struct {
 	Version     int    `json:"version"`
 	MemoryBytes uint64 `json:"memory_bytes"`
 	VCPUs       int    `json:"vcpus"`
-	// RootFS is the path of a root disk file used in place; a root disk in
-	// the store is the disks/root entry instead, and RootFS is empty.
+	// RootFS is the path of a root disk file used in place. It is empty
+	// when the root disk is in the store as the disks/root entry.
 	RootFS         string `json:"rootfs,omitempty"`
 	RootFSWritable bool   `json:"rootfs_writable,omitempty"`
 	Devices        int    `json:"virtio_devices"`
@@ -80,8 +80,8 @@ type CaptureStats struct {
 	// StateBytes is the encoded size of the vCPU, vGIC and device states.
 	StateBytes int `json:"state_bytes"`
 	// RootDisk counts the root disk chunks written since the parent
-	// commit (or since boot) and what storing them wrote; nil without a
-	// root disk in the store.
+	// commit (or since boot) and the objects that storing them wrote. It
+	// is nil without a root disk in the store.
 	RootDisk *disk.CommitStats `json:"root_disk,omitempty"`
 }
 
