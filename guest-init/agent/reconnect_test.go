@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"strings"
 	"sync"
@@ -331,4 +332,49 @@ func TestSessionLimitEvictsUnreleased(t *testing.T) {
 	}
 	s.Signal(9)
 	s.Wait(ctx)
+}
+
+// TestRepeatedHelloRepliesOnce checks that a Hello the Client repeats
+// (same nonce) gets the reply again without starting a new connection,
+// and that a Hello with another nonce does start one.
+func TestRepeatedHelloRepliesOnce(t *testing.T) {
+	logs := &syncBuffer{}
+	srv := NewServer(ServerConfig{Logger: log.New(logs, "", 0)})
+	p := newPipePair(t)
+	serve(t, srv, p)
+	fw := NewFrameWriter(p.hostW)
+	fr := NewFrameReader(p.hostR)
+
+	for i, nonce := range []uint64{7, 7, 7, 8} {
+		if err := fw.WriteFrame(&Hello{MinVersion: MinProtocolVersion, MaxVersion: ProtocolVersion, Nonce: nonce}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("Hello %d: read reply: %v", i, err)
+		}
+		m, err := Decode(f)
+		if err != nil {
+			t.Fatalf("Hello %d: decode reply: %v", i, err)
+		}
+		reply, ok := m.(*HelloReply)
+		if !ok {
+			t.Fatalf("Hello %d: reply is a %s, expected a HelloReply", i, m.Type())
+		}
+		if reply.Nonce != nonce {
+			t.Errorf("Hello %d: reply nonce %d, expected %d", i, reply.Nonce, nonce)
+		}
+		if reply.Info.BootID == "" && fileExists("/proc/sys/kernel/random/boot_id") {
+			t.Errorf("Hello %d: reply has no boot ID", i)
+		}
+	}
+
+	if n := strings.Count(logs.String(), "host connected"); n != 2 {
+		t.Errorf("%d connections logged for Hellos with nonces 7, 7, 7, 8, expected 2:\n%s", n, logs.String())
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -65,6 +65,14 @@ type Server struct {
 	ready    bool         // a valid Hello arrived on the current connection
 	ctrl     []any        // Message or func() to run after the preceding messages are written
 
+	// helloNonce is the nonce of the Hello that started the current
+	// connection. A Client repeats its Hello until the first reply
+	// arrives, and a repeat only gets the reply again.
+	helloNonce uint64
+	// bootID is the kernel's boot ID, read once: it does not change while
+	// the kernel runs, and a resumed guest runs the same kernel.
+	bootID string
+
 	identityBusy bool
 	generation   string
 	identityEnv  []string // the applied identity's environment, added to every later session
@@ -255,7 +263,12 @@ func (s *Server) handle(ctx context.Context, m Message) {
 }
 
 func (s *Server) handleHelloLocked(h *Hello) {
-	// A Hello always starts a new connection: the previous host is gone,
+	if s.ready && h.Nonce == s.helloNonce {
+		s.replyLocked(s.helloReplyLocked(min(h.MaxVersion, ProtocolVersion), h.Nonce))
+		return
+	}
+
+	// Any other Hello starts a new connection: the previous host is gone,
 	// so forget what was queued for it and wait for new Attach requests.
 	s.detachAllLocked()
 	s.conn++
@@ -267,21 +280,30 @@ func (s *Server) handleHelloLocked(h *Hello) {
 		return
 	}
 	s.ready = true
+	s.helloNonce = h.Nonce
 	version := min(h.MaxVersion, ProtocolVersion)
-	reply := &HelloReply{Version: version, Nonce: h.Nonce, Info: s.infoLocked()}
-	for _, ss := range s.sessions {
-		reply.Sessions = append(reply.Sessions, ss.info())
-	}
+	reply := s.helloReplyLocked(version, h.Nonce)
 	s.log.Printf("agent: host connected (protocol %d, %d sessions)", version, len(reply.Sessions))
 	s.replyLocked(reply)
 }
 
+func (s *Server) helloReplyLocked(version uint16, nonce uint64) *HelloReply {
+	reply := &HelloReply{Version: version, Nonce: nonce, Info: s.infoLocked()}
+	for _, ss := range s.sessions {
+		reply.Sessions = append(reply.Sessions, ss.info())
+	}
+	return reply
+}
+
 func (s *Server) infoLocked() AgentInfo {
 	host, _ := os.Hostname()
-	bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if s.bootID == "" {
+		b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		s.bootID = strings.TrimSpace(string(b))
+	}
 	info := AgentInfo{
 		AgentVersion: s.cfg.AgentVersion,
-		BootID:       strings.TrimSpace(string(bootID)),
+		BootID:       s.bootID,
 		Generation:   s.generation,
 		Hostname:     host,
 		Uptime:       uint64(time.Since(s.started)),
