@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -106,4 +107,44 @@ func parseRange(s string) (lo, hi uint64, ok bool) {
 		return 0, 0, false
 	}
 	return lo, hi, true
+}
+
+// Bits of a /proc/PID/pagemap entry, from the kernel's
+// Documentation/admin-guide/mm/pagemap.rst.
+const (
+	pagemapPresent = 1 << 63
+	// pagemapFileOrShared is set for a page of a file or of shared
+	// anonymous memory. The private copy that a write makes has it clear.
+	pagemapFileOrShared = 1 << 61
+)
+
+// PrivatePages returns the guest physical addresses of the RAM pages that
+// this machine holds as anonymous pages of its own. For RAM mapped from a
+// shared backing these are the pages its guest or devices wrote since the
+// resume. For anonymous RAM they are all resident pages. It reads
+// /proc/self/pagemap.
+func (m *Machine) PrivatePages() ([]uint64, error) {
+	if m.ram == nil || m.ram.mem == nil {
+		return nil, errors.New("read private guest RAM pages: the machine is closed")
+	}
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil, fmt.Errorf("read private guest RAM pages: %w", err)
+	}
+	defer f.Close()
+
+	pageSize := uint64(os.Getpagesize())
+	pages := m.ram.size() / pageSize
+	entries := make([]byte, 8*pages)
+	if _, err := f.ReadAt(entries, int64(uint64(m.ram.hostAddr())/pageSize*8)); err != nil {
+		return nil, fmt.Errorf("read private guest RAM pages from /proc/self/pagemap: %w", err)
+	}
+	var addrs []uint64
+	for i := range pages {
+		e := binary.LittleEndian.Uint64(entries[8*i:])
+		if e&pagemapPresent != 0 && e&pagemapFileOrShared == 0 {
+			addrs = append(addrs, m.ram.base+i*pageSize)
+		}
+	}
+	return addrs, nil
 }

@@ -75,3 +75,7 @@ func (g *Guest) SharedMemoryStats() (vm.SharedMemoryStats, bool) {
 
 // MemoryUsage returns the host memory used by the guest's RAM mapping.
 func (g *Guest) MemoryUsage() (vm.MemoryUsage, error) { return g.machine.MemoryUsage() }
+
+// PrivatePages returns the guest physical addresses of the RAM pages the
+// guest holds private copies of; see vm.Machine.PrivatePages.
+func (g *Guest) PrivatePages() ([]uint64, error) { return g.machine.PrivatePages() }
