@@ -21,6 +21,9 @@ import (
 // in one request to the store.
 const importBatchBytes = 8 << 20
 
+// maxManifestSize bounds the manifests that pull reads.
+const maxManifestSize = 4 << 20
+
 // PullOptions control Pull.
 type PullOptions struct {
 	// Child selects the fork child of this name among the referrers of the
@@ -181,7 +184,7 @@ func fetchManifest(ctx context.Context, src Target, desc ocispec.Descriptor) (*o
 	if desc.MediaType != ocispec.MediaTypeImageManifest {
 		return nil, objects.ID{}, fmt.Errorf("%s is a %s, not a spore commit manifest (%s)", desc.Digest, desc.MediaType, ocispec.MediaTypeImageManifest)
 	}
-	if desc.Size > 4<<20 {
+	if desc.Size > maxManifestSize {
 		return nil, objects.ID{}, fmt.Errorf("manifest %s of %d bytes is larger than the maximum 4 MiB", desc.Digest, desc.Size)
 	}
 	data, err := content.FetchAll(ctx, src, desc)
@@ -191,8 +194,9 @@ func fetchManifest(ctx context.Context, src Target, desc ocispec.Descriptor) (*o
 	return decodeManifest(data, desc)
 }
 
-// listChildren returns the referrers of parent that carry a fork name,
-// sorted by name.
+// listChildren returns the fork children of parent, sorted by name: the
+// referrers of parent that carry a fork name and, on a registry, the
+// manifests that parent's child tags name (see childtags.go).
 func listChildren(ctx context.Context, src Target, parent ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	var children []ocispec.Descriptor
 	err := src.Referrers(ctx, parent, ArtifactType, func(referrers []ocispec.Descriptor) error {
@@ -206,6 +210,13 @@ func listChildren(ctx context.Context, src Target, parent ocispec.Descriptor) ([
 	if err != nil {
 		return nil, fmt.Errorf("list fork children of manifest %s: %w", parent.Digest, err)
 	}
+	if tagged, ok := src.(childTagTarget); ok {
+		more, err := listTaggedChildren(ctx, tagged, parent, children)
+		if err != nil {
+			return nil, fmt.Errorf("list fork children of manifest %s: %w", parent.Digest, err)
+		}
+		children = append(children, more...)
+	}
 	sort.Slice(children, func(i, j int) bool {
 		a, b := children[i].Annotations[AnnotationForkName], children[j].Annotations[AnnotationForkName]
 		if a != b {
@@ -216,7 +227,7 @@ func listChildren(ctx context.Context, src Target, parent ocispec.Descriptor) ([
 	return children, nil
 }
 
-// findChild returns the referrer of parent whose fork name is name.
+// findChild returns the fork child of parent whose fork name is name.
 func findChild(ctx context.Context, src Target, parent ocispec.Descriptor, name string) (ocispec.Descriptor, error) {
 	children, err := listChildren(ctx, src, parent)
 	if err != nil {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spore-vm/spore/objects"
+	"oras.land/oras-go/v2/registry/remote"
 )
 
 // Child is a fork child to push with its parent.
@@ -272,7 +274,7 @@ func (p *pusher) pushCommit(bc *builtCommit, forkName string) (Counts, error) {
 			return counts, err
 		}
 	}
-	if err := p.dst.Push(p.ctx, desc, bytes.NewReader(manifest)); err != nil {
+	if err := p.pushManifest(bc, manifest, desc, forkName); err != nil {
 		return counts, fmt.Errorf("upload manifest %s of commit %s: %w", desc.Digest, bc.id.Short(), err)
 	}
 	slog.Debug("pushed manifest", "manifest", desc.Digest, "commit", bc.id, "fork_name", forkName)
@@ -280,6 +282,31 @@ func (p *pusher) pushCommit(bc *builtCommit, forkName string) (Counts, error) {
 	counts.Manifests++
 	p.pushed[key] = true
 	return counts, nil
+}
+
+// pushManifest sends a commit's manifest: a fork child's under its child
+// tag when the target is a registry, any other by digest. A registry
+// without the referrers API also gets the manifest added to its subject's
+// referrers index.
+func (p *pusher) pushManifest(bc *builtCommit, manifest []byte, desc ocispec.Descriptor, forkName string) error {
+	var err error
+	tagged, ok := p.dst.(childTagTarget)
+	if ok && forkName != "" && len(bc.parents) > 0 {
+		err = pushChildManifest(p.ctx, tagged, desc, manifest, bc.parents[0].desc.Digest)
+	} else {
+		err = p.dst.Push(p.ctx, desc, bytes.NewReader(manifest))
+	}
+
+	// oras-go deletes the referrers index it replaced after it wrote the
+	// new one. When another push replaced the same index at the same time,
+	// that delete fails with "not found". The manifest and the new index
+	// are in place then, so the push goes on.
+	var referrersErr *remote.ReferrersError
+	if errors.As(err, &referrersErr) && referrersErr.IsReferrersIndexDelete() {
+		slog.Info("old referrers index not deleted", "manifest", desc.Digest, "commit", bc.id, "error", err)
+		return nil
+	}
+	return err
 }
 
 // pushBlob uploads one blob unless the target has it.

@@ -10,7 +10,9 @@ import (
 // Target is the content store that push writes and pull reads: a registry
 // repository (*remote.Repository from OpenRepository) or an OCI image
 // layout bundle (CreateBundle, OpenBundle). Push and pull use only these
-// methods, so registries and bundle files share one code path.
+// methods, so registries and bundle files share one code path. A target
+// that also lists its tags (a registry, see childTagTarget) gets a child
+// tag for each fork child, which listing children reads too.
 type Target interface {
 	content.Storage
 	// Resolve returns the descriptor of the manifest that a tag or a
