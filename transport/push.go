@@ -298,9 +298,9 @@ func (p *pusher) pushManifest(bc *builtCommit, manifest []byte, desc ocispec.Des
 	}
 
 	// oras-go deletes the referrers index it replaced after it wrote the
-	// new one. When another push replaced the same index at the same time,
-	// that delete fails with "not found". The manifest and the new index
-	// are in place then, so the push goes on.
+	// new one. That delete can fail, for example with "not found" when another
+	// push replaced the same index at the same time. The manifest and the
+	// new index are in place then, so the push goes on.
 	var referrersErr *remote.ReferrersError
 	if errors.As(err, &referrersErr) && referrersErr.IsReferrersIndexDelete() {
 		slog.Info("old referrers index not deleted", "manifest", desc.Digest, "commit", bc.id, "error", err)
