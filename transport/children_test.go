@@ -2,7 +2,9 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -382,4 +384,27 @@ func manifestSize(t testing.TB, repo Target, dgst digest.Digest) int64 {
 		t.Fatal(err)
 	}
 	return desc.Size
+}
+
+// noTagList is a repository whose registry refuses to list tags.
+type noTagList struct{ childTagTarget }
+
+func (noTagList) Tags(context.Context, string, func([]string) error) error {
+	return errors.New("tag listing is disabled on this registry")
+}
+
+func TestListChildrenWithoutTagListing(t *testing.T) {
+	reg := registry.Start(t)
+	s := openTestStore(t)
+	base := makeBase(t, s, 1<<20)
+	makeChild(t, s, base, "1", 1)
+	makeChild(t, s, base, "2", 1)
+	repo := openRegistryRepo(t, reg, "spores/no-tag-list")
+	if _, err := Push(background, s.Store, repo, base, PushOptions{Tag: "base", Children: children(t, s)}); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := childNames(t, noTagList{repo}, "base"); !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("children from the referrers index alone = %v, want [1 2]", got)
+	}
 }

@@ -211,9 +211,16 @@ func listChildren(ctx context.Context, src Target, parent ocispec.Descriptor) ([
 		return nil, fmt.Errorf("list fork children of manifest %s: %w", parent.Digest, err)
 	}
 	if tagged, ok := src.(childTagTarget); ok {
+		// The referrers index was readable, so a failed tag listing most
+		// likely means the registry does not list tags. The index alone
+		// still has every child that no concurrent push dropped from it.
 		more, err := listTaggedChildren(ctx, tagged, parent, children)
 		if err != nil {
-			return nil, fmt.Errorf("list fork children of manifest %s: %w", parent.Digest, err)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("list fork children of manifest %s: %w", parent.Digest, err)
+			}
+			slog.Warn("listing tags failed, so fork children are taken from the referrers index alone; a child whose push raced with another may be missing",
+				"parent", parent.Digest, "error", err)
 		}
 		children = append(children, more...)
 	}
