@@ -3,6 +3,7 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -46,9 +47,10 @@ type PagerStats struct {
 // lazyMemory serves userfaultfd faults on guest RAM from a Pager, or from a
 // SharedMemory that guest RAM maps privately.
 type lazyMemory struct {
-	fd    *uffd.FD
-	ram   *guestRAM
-	pager Pager
+	fd     *uffd.FD
+	ram    *guestRAM
+	pager  Pager
+	logger *slog.Logger
 	// shared, when not nil, is the backing that ram maps, and pager is
 	// its pager.
 	shared *SharedMemory
@@ -67,7 +69,8 @@ type lazyMemory struct {
 // startLazyMemory registers guest RAM with userfaultfd and serves faults
 // until close. onError is called once if a fault cannot be served. shared
 // is nil, or the backing that ram maps, and then pager is shared.pager.
-func startLazyMemory(ram *guestRAM, pager Pager, shared *SharedMemory, onError func(error)) (*lazyMemory, error) {
+// logger receives the warning when the shared backing is full.
+func startLazyMemory(ram *guestRAM, pager Pager, shared *SharedMemory, logger *slog.Logger, onError func(error)) (*lazyMemory, error) {
 	chunk := pager.ChunkSize()
 	if chunk <= 0 || chunk%os.Getpagesize() != 0 {
 		return nil, fmt.Errorf("pager chunk size %d is not a multiple of the page size %d", chunk, os.Getpagesize())
@@ -82,7 +85,7 @@ func startLazyMemory(ram *guestRAM, pager Pager, shared *SharedMemory, onError f
 	}
 
 	chunks := (ram.size() + uint64(chunk) - 1) / uint64(chunk)
-	l := &lazyMemory{fd: fd, ram: ram, pager: pager, shared: shared, done: make(chan struct{}),
+	l := &lazyMemory{fd: fd, ram: ram, pager: pager, logger: logger, shared: shared, done: make(chan struct{}),
 		present: make([]atomic.Uint64, (chunks+63)/64)}
 	go l.serve(onError)
 	return l, nil
@@ -147,7 +150,8 @@ func (l *lazyMemory) fill(addr uintptr) error {
 // fillShared makes the chunk at off present in the shared backing and
 // wakes the threads that fault on it here, whose retried faults then map
 // the backing's pages. A hole is mapped as zero pages in this mapping
-// alone, so the backing never allocates pages for it.
+// alone, so the backing never allocates pages for it. A chunk that the
+// full backing could not take is copied into this mapping alone.
 func (l *lazyMemory) fillShared(off, length uint64) error {
 	result, err := l.shared.populate(off / uint64(l.pager.ChunkSize()))
 	if err != nil {
@@ -158,6 +162,17 @@ func (l *lazyMemory) fillShared(off, length uint64) error {
 	case result.hole:
 		l.stats.zeroed.Add(1)
 		err = l.fillPages(dst, length, nil)
+	case result.private != nil:
+		// On a MAP_PRIVATE shmem mapping UFFDIO_COPY installs an anonymous
+		// page in this mapping (see SharedMemory), which is what a full
+		// backing needs. Pages of the chunk that this mapping already maps
+		// return EEXIST, and fillPages skips them.
+		if result.fullErr != nil {
+			l.warnFull(result.fullErr)
+		}
+		l.stats.copied.Add(1)
+		l.stats.bytes.Add(result.bytesRead)
+		err = l.fillPages(dst, length, result.private)
 	case result.copied:
 		l.stats.copied.Add(1)
 		l.stats.bytes.Add(result.bytesRead)
@@ -171,6 +186,20 @@ func (l *lazyMemory) fillShared(off, length uint64) error {
 	}
 	l.markPresent(off / uint64(l.pager.ChunkSize()))
 	return nil
+}
+
+// warnFull logs, once per backing, that the backing is full and chunks
+// are copied into each machine's own memory.
+func (l *lazyMemory) warnFull(err error) {
+	if !l.shared.warnedFull.CompareAndSwap(false, true) {
+		return
+	}
+	fix := "free host memory"
+	if l.shared.dir != nil {
+		fix = fmt.Sprintf("free space in %s (a tmpfs) or enlarge that tmpfs", l.shared.dirPath)
+	}
+	l.logger.Warn("shared guest memory is full: chunks that do not fit are copied into each guest's own memory and are not shared; "+fix,
+		"backing", l.shared.describe(), "err", err)
 }
 
 // fillPages copies data (or zero pages when data is nil) into the range. If

@@ -1,8 +1,10 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -10,32 +12,50 @@ import (
 )
 
 // SharedMemory is the guest RAM of one snapshot, filled lazily from a Pager
-// into a memfd (shmem) that several restored machines of this process map
-// privately. A page that no machine wrote is one page of the memfd's page
-// cache, mapped by every machine that touched it. A guest write makes a
-// private copy in that machine alone (copy-on-write of a MAP_PRIVATE
-// mapping), so machines stay isolated and KVM's dirty log still records
-// the write.
+// into a shmem file that several restored machines map privately: a memfd
+// that machines of this process share (NewSharedMemory), or a file on
+// tmpfs that machines of every process of this user share
+// (OpenSharedMemory). A page that no machine wrote is one page of the
+// file's page cache, mapped by every machine that touched it. A guest
+// write makes a private copy in that machine alone (copy-on-write of a
+// MAP_PRIVATE mapping), so machines stay isolated and KVM's dirty log
+// still records the write.
 //
 // Faults are served through userfaultfd in MISSING mode on each machine's
 // private mapping. For a shmem mapping that mode reports a fault when the
-// page is missing from the memfd's page cache. The handler writes the
-// chunk into the memfd with pwrite and wakes the faulting thread with
+// page is missing from the file's page cache. The handler writes the
+// chunk into the file with pwrite and wakes the faulting thread with
 // UFFDIO_WAKE, and the retried fault maps the page cache page. UFFDIO_COPY
 // is not used because on a MAP_PRIVATE shmem mapping it installs an
-// anonymous page in that one mapping and leaves the memfd empty
+// anonymous page in that one mapping and leaves the file empty
 // (mfill_atomic_pte in mm/userfaultfd.c, Linux 6.1). Holes are mapped with
-// UFFDIO_ZEROPAGE in each machine and never allocate memfd pages. The
-// tests in shared_test.go and TestShareMemoryChildren in vm/guest check
-// this on Linux 6.1 with KVM in the testbed.
+// UFFDIO_ZEROPAGE in each machine and never allocate pages of the file.
+// The tests in shared_test.go and TestShareMemoryChildren in vm/guest
+// check this on Linux 6.1 with KVM in the testbed.
 //
-// A SharedMemory is safe for concurrent use. Two machines that fault on
-// the same chunk read it from the Pager once.
+// When the file cannot take a chunk because tmpfs or memory is full, the
+// handler copies that chunk into the faulting machine's own mapping with
+// UFFDIO_COPY instead, so the guest runs on without sharing that chunk.
+//
+// A SharedMemory is safe for concurrent use. Two machines of one process
+// that fault on the same chunk read it from the Pager once.
 type SharedMemory struct {
 	file      *os.File
 	size      uint64
 	pager     Pager
 	chunkSize uint64
+
+	// dir is the directory of a file backing, opened without following
+	// symlinks, and dirPath and name its path and the file's name in it.
+	// dir is nil for a memfd.
+	dir     *os.File
+	dirPath string
+	name    string
+	// writeAt writes chunk data into file at an offset. It is file.WriteAt
+	// except in tests, which make it fail as a full tmpfs would.
+	writeAt func(data []byte, off int64) (int, error)
+	// warnedFull is set once a machine logged that the backing is full.
+	warnedFull atomic.Bool
 
 	// state has one chunkState per chunk.
 	state []atomic.Uint32
@@ -46,7 +66,7 @@ type SharedMemory struct {
 	filling map[uint64]*chunkFill
 
 	stats struct {
-		copied, holes, bytes atomic.Uint64
+		copied, holes, found, private, bytes atomic.Uint64
 	}
 }
 
@@ -61,36 +81,38 @@ const (
 
 // chunkFill is one reading of a chunk that other callers wait for.
 type chunkFill struct {
-	done chan struct{}
-	hole bool
-	err  error
+	done   chan struct{}
+	result chunkResult
+	err    error
 }
 
 // SharedMemoryStats count the work of a SharedMemory across its machines.
 type SharedMemoryStats struct {
 	// ChunksCopied is the number of chunks read from the pager into the
-	// memfd, ChunksHoles the number of all-zero chunks found.
+	// backing, ChunksHoles the number of all-zero chunks found.
 	ChunksCopied uint64 `json:"chunks_copied"`
 	ChunksHoles  uint64 `json:"chunks_holes"`
+	// ChunksFound is the number of chunks that another process had
+	// already written into a file backing, so this one did not read them.
+	ChunksFound uint64 `json:"chunks_found,omitempty"`
+	// ChunksPrivate is the number of times a chunk did not fit into the
+	// backing (tmpfs or memory full) and was copied into one machine's
+	// own memory instead, where no other machine shares it.
+	ChunksPrivate uint64 `json:"chunks_private,omitempty"`
 	// BytesRead is the chunk data the pager returned.
 	BytesRead uint64 `json:"bytes_read"`
-	// ResidentBytes is the memory the memfd holds now: page cache pages
-	// counted once, however many machines map them.
+	// ResidentBytes is the memory the backing file holds now: page cache
+	// pages counted once, however many machines and processes map them.
 	ResidentBytes uint64 `json:"resident_bytes"`
 }
 
 // NewSharedMemory creates an empty memfd of size bytes, filled from pager
-// as machines restored with RestoreShared touch it. size must be a whole
-// number of host pages. Call Close once every machine that maps it is
-// closed.
+// as machines restored with RestoreShared touch it. Only machines of this
+// process share it. size must be a whole number of host pages. Call Close
+// once every machine that maps it is closed.
 func NewSharedMemory(size uint64, pager Pager) (*SharedMemory, error) {
-	chunk := pager.ChunkSize()
-	page := uint64(os.Getpagesize())
-	switch {
-	case chunk <= 0 || chunk%os.Getpagesize() != 0:
-		return nil, fmt.Errorf("pager chunk size %d is not a multiple of the page size %d", chunk, page)
-	case size == 0 || size%page != 0:
-		return nil, fmt.Errorf("shared guest memory of %d bytes is not a whole number of %d-byte pages", size, page)
+	if err := checkSharedSize(size, pager); err != nil {
+		return nil, err
 	}
 
 	fd, err := unix.MemfdCreate("spore-guest-ram", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
@@ -107,16 +129,52 @@ func NewSharedMemory(size uint64, pager Pager) (*SharedMemory, error) {
 		file.Close()
 		return nil, fmt.Errorf("seal the shared guest memory memfd: %w", err)
 	}
+	return newSharedMemory(file, size, pager), nil
+}
 
-	chunks := (size + uint64(chunk) - 1) / uint64(chunk)
-	return &SharedMemory{
+// checkSharedSize checks that size and the pager's chunk size are whole
+// numbers of host pages.
+func checkSharedSize(size uint64, pager Pager) error {
+	chunk := pager.ChunkSize()
+	page := uint64(os.Getpagesize())
+	switch {
+	case chunk <= 0 || chunk%os.Getpagesize() != 0:
+		return fmt.Errorf("pager chunk size %d is not a multiple of the page size %d", chunk, page)
+	case size == 0 || size%page != 0:
+		return fmt.Errorf("shared guest memory of %d bytes is not a whole number of %d-byte pages", size, page)
+	}
+	return nil
+}
+
+// newSharedMemory returns a SharedMemory over file, which holds size bytes.
+func newSharedMemory(file *os.File, size uint64, pager Pager) *SharedMemory {
+	chunk := uint64(pager.ChunkSize())
+	s := &SharedMemory{
 		file:      file,
 		size:      size,
 		pager:     pager,
-		chunkSize: uint64(chunk),
-		state:     make([]atomic.Uint32, chunks),
+		chunkSize: chunk,
+		state:     make([]atomic.Uint32, (size+chunk-1)/chunk),
 		filling:   map[uint64]*chunkFill{},
-	}, nil
+	}
+	s.writeAt = file.WriteAt
+	return s
+}
+
+// Path returns the backing file's path, or "" for a memfd.
+func (s *SharedMemory) Path() string {
+	if s.dir == nil {
+		return ""
+	}
+	return filepath.Join(s.dirPath, s.name)
+}
+
+// describe names the backing in messages.
+func (s *SharedMemory) describe() string {
+	if s.dir == nil {
+		return "the shared memfd"
+	}
+	return s.Path()
 }
 
 // Size returns the guest RAM size in bytes.
@@ -125,9 +183,11 @@ func (s *SharedMemory) Size() uint64 { return s.size }
 // Stats returns the counters of the backing and its resident size.
 func (s *SharedMemory) Stats() SharedMemoryStats {
 	stats := SharedMemoryStats{
-		ChunksCopied: s.stats.copied.Load(),
-		ChunksHoles:  s.stats.holes.Load(),
-		BytesRead:    s.stats.bytes.Load(),
+		ChunksCopied:  s.stats.copied.Load(),
+		ChunksHoles:   s.stats.holes.Load(),
+		ChunksFound:   s.stats.found.Load(),
+		ChunksPrivate: s.stats.private.Load(),
+		BytesRead:     s.stats.bytes.Load(),
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(s.file.Fd()), &st); err == nil {
@@ -137,13 +197,17 @@ func (s *SharedMemory) Stats() SharedMemoryStats {
 	return stats
 }
 
-// Close releases the memfd. Machines that still map it keep their pages
-// but can no longer fault in new ones, so close it after them.
+// Close releases the backing. A file backing is removed when no other
+// process uses it (see OpenSharedMemory). Machines that still map it keep
+// their pages but can no longer fault in new ones, so close it after them.
 func (s *SharedMemory) Close() error {
+	if s.dir != nil {
+		return s.closeFile()
+	}
 	return s.file.Close()
 }
 
-// mapPrivate maps the whole memfd copy-on-write. MAP_NORESERVE: a guest
+// mapPrivate maps the whole backing copy-on-write. MAP_NORESERVE: a guest
 // that never writes most of its RAM should not be charged for private
 // copies of it against the host's overcommit limit.
 func (s *SharedMemory) mapPrivate() ([]byte, error) {
@@ -162,11 +226,18 @@ type chunkResult struct {
 	// returned bytesRead bytes.
 	copied    bool
 	bytesRead uint64
+	// private, when not nil, is the chunk's data padded to whole pages,
+	// which the backing could not take because it is full. fullErr is the
+	// write's error. The caller copies the data into its own mapping.
+	private []byte
+	fullErr error
 }
 
-// populate makes chunk c present in the memfd, unless it is a hole.
-// Concurrent callers for one chunk wait for the first, which reads it
-// once. A failed read is not remembered, so a later fault tries again.
+// populate makes chunk c present in the backing, unless it is a hole or
+// the backing is full. Concurrent callers for one chunk wait for the
+// first, which reads it once. A failed read is not remembered, so a later
+// fault tries again, and neither is a full backing, so a later fault
+// tries to write the chunk again.
 func (s *SharedMemory) populate(c uint64) (chunkResult, error) {
 	switch s.state[c].Load() {
 	case chunkData:
@@ -188,19 +259,20 @@ func (s *SharedMemory) populate(c uint64) (chunkResult, error) {
 	if fill, ok := s.filling[c]; ok {
 		s.mu.Unlock()
 		<-fill.done
-		return chunkResult{hole: fill.hole}, fill.err
+		// Waiters did not read the chunk, so they only map it or copy it.
+		return chunkResult{hole: fill.result.hole, private: fill.result.private}, fill.err
 	}
 	fill := &chunkFill{done: make(chan struct{})}
 	s.filling[c] = fill
 	s.mu.Unlock()
 
-	n, hole, err := s.readChunk(c)
-	fill.hole, fill.err = hole, err
+	result, err := s.readChunk(c)
+	fill.result, fill.err = result, err
 
 	s.mu.Lock()
 	switch {
-	case err != nil:
-	case hole:
+	case err != nil, result.private != nil:
+	case result.hole:
 		s.state[c].Store(chunkHole)
 	default:
 		s.state[c].Store(chunkData)
@@ -208,42 +280,78 @@ func (s *SharedMemory) populate(c uint64) (chunkResult, error) {
 	delete(s.filling, c)
 	s.mu.Unlock()
 	close(fill.done)
-
-	if err != nil {
-		return chunkResult{}, err
-	}
-	return chunkResult{hole: hole, copied: !hole, bytesRead: n}, nil
+	return result, err
 }
 
-// readChunk reads chunk c from the pager and writes it into the memfd. It
-// returns the number of bytes the pager returned.
-func (s *SharedMemory) readChunk(c uint64) (n uint64, hole bool, err error) {
+// readChunk reads chunk c from the pager and writes it into the backing,
+// unless another process already wrote it there.
+func (s *SharedMemory) readChunk(c uint64) (chunkResult, error) {
 	off := c * s.chunkSize
 	length := min(s.chunkSize, s.size-off)
+	if s.inFile(off, length) {
+		s.stats.found.Add(1)
+		return chunkResult{}, nil
+	}
+
 	data, hole, err := s.pager.ReadChunk(off)
 	if err != nil {
-		return 0, false, fmt.Errorf("page in shared guest RAM at offset %#x: %w", off, err)
+		return chunkResult{}, fmt.Errorf("page in shared guest RAM at offset %#x: %w", off, err)
 	}
 	if hole {
 		s.stats.holes.Add(1)
-		return 0, true, nil
+		return chunkResult{hole: true}, nil
 	}
 	if uint64(len(data)) > length {
-		return 0, false, fmt.Errorf("pager returned %d bytes for the chunk at %#x, RAM has %d there", len(data), off, length)
+		return chunkResult{}, fmt.Errorf("pager returned %d bytes for the chunk at %#x, RAM has %d there", len(data), off, length)
 	}
-	n = uint64(len(data))
+	n := uint64(len(data))
+	s.stats.bytes.Add(n)
 
 	// The whole chunk is written, padded with zeros: a page left out of the
-	// memfd would fault as missing again on every access.
+	// backing would fault as missing again on every access.
 	if n < length {
 		padded := make([]byte, length)
 		copy(padded, data)
 		data = padded
 	}
-	if _, err := s.file.WriteAt(data, int64(off)); err != nil {
-		return 0, false, fmt.Errorf("write guest RAM chunk at %#x into the shared memfd: %w", off, err)
+	// Processes of a file backing each write the chunks they miss. Two
+	// writers of one chunk write identical bytes, because the file's name
+	// is the memory index's content ID. A writer killed or out of space
+	// part way leaves only whole pages in the file. shmem_file_write_iter
+	// runs generic_perform_write under the inode lock, and that loop copies
+	// one page per step. It checks fatal_signal_pending only between
+	// steps. Each step faults in the source (fault_in_iov_iter_readable),
+	// allocates the page (shmem_write_begin, where ENOSPC stops the loop),
+	// copies with copy_page_from_iter_atomic and marks the page up to date
+	// in shmem_write_end. If a source fault cut a copy short,
+	// shmem_write_end would zero the rest of the page and mark it up to
+	// date, and the next step would write the rest unless the writer was
+	// killed in between. Our source is heap memory this process has just
+	// written, which is resident, so the copy is not cut short. (See
+	// mm/filemap.c and mm/shmem.c; function names as of Linux 6.1.)
+	// NOTE: the source page could still be reclaimed to swap between the
+	// fault-in and the copy. A SIGKILL at that moment would leave a page
+	// with zeros in place of data; nothing detects that.
+	if _, err := s.writeAt(data, int64(off)); err != nil {
+		if !isBackingFull(err) {
+			return chunkResult{}, fmt.Errorf("write guest RAM chunk at %#x into the shared backing: %w", off, err)
+		}
+		s.stats.private.Add(1)
+		return chunkResult{copied: true, bytesRead: n, private: data, fullErr: err}, nil
 	}
 	s.stats.copied.Add(1)
-	s.stats.bytes.Add(n)
-	return n, false, nil
+	return chunkResult{copied: true, bytesRead: n}, nil
+}
+
+// isBackingFull reports whether a write failed because the backing has no
+// room: ENOSPC when the tmpfs is full, EDQUOT over a tmpfs quota (Linux
+// 6.6 and newer), EFBIG past a file size limit, ENOMEM when the kernel
+// could not allocate a page (a memory cgroup limit, for example).
+func isBackingFull(err error) bool {
+	for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT, unix.EFBIG, unix.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,11 +47,25 @@ type sharedChild struct {
 
 func mapSharedChild(t *testing.T, shared *SharedMemory) *sharedChild {
 	t.Helper()
+	return mapSharedChildLogging(t, shared, slog.Default())
+}
+
+// mapSharedChildLogging maps a child whose fault handler logs to logger.
+func mapSharedChildLogging(t *testing.T, shared *SharedMemory, logger *slog.Logger) *sharedChild {
+	t.Helper()
 	ram, err := newSharedGuestRAM(0, shared)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lazy, err := startLazyMemory(ram, shared.pager, shared, func(err error) { t.Errorf("fault handler: %v", err) })
+	// A failed handler closes its userfaultfd, as a stopped machine does,
+	// so a reader blocked in a fault goes on and the test fails at once
+	// instead of hanging.
+	started := make(chan *lazyMemory, 1)
+	lazy, err := startLazyMemory(ram, shared.pager, shared, logger, func(err error) {
+		t.Errorf("fault handler: %v", err)
+		(<-started).fd.Close()
+	})
+	started <- lazy
 	if err != nil {
 		ram.close()
 		if strings.Contains(err.Error(), "not permitted") {
@@ -100,12 +115,24 @@ func testImage() []byte {
 	return image
 }
 
-func newTestSharedMemory(t *testing.T) (*SharedMemory, *slicePager) {
+// newTestPager serves testImage in 64 KiB chunks.
+func newTestPager() *slicePager {
+	return &slicePager{image: testImage(), chunk: 64 << 10, reads: map[uint64]int{}}
+}
+
+// skipWithoutUserfaultfd skips tests that map children when this process
+// cannot open a userfaultfd.
+func skipWithoutUserfaultfd(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(uffd.DevicePath); err != nil && os.Getuid() != 0 {
 		t.Skipf("userfaultfd needs %s or root: %v", uffd.DevicePath, err)
 	}
-	pager := &slicePager{image: testImage(), chunk: 64 << 10, reads: map[uint64]int{}}
+}
+
+func newTestSharedMemory(t *testing.T) (*SharedMemory, *slicePager) {
+	t.Helper()
+	skipWithoutUserfaultfd(t)
+	pager := newTestPager()
 	shared, err := NewSharedMemory(uint64(len(pager.image)), pager)
 	if err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func Restore(cfg Config, s *Snapshot, pager Pager) (*Machine, error) {
 	if pager != nil {
 		// Register RAM before anything touches it: restoring devices may
 		// read their rings.
-		m.lazy, err = startLazyMemory(m.ram, pager, nil, func(err error) { m.stop(0, err) })
+		m.lazy, err = startLazyMemory(m.ram, pager, nil, m.logger, func(err error) { m.stop(0, err) })
 		if err != nil {
 			m.Close()
 			return nil, err
@@ -121,7 +121,7 @@ func RestoreShared(cfg Config, s *Snapshot, shared *SharedMemory) (*Machine, err
 	if err != nil {
 		return nil, err
 	}
-	m.lazy, err = startLazyMemory(m.ram, shared.pager, shared, func(err error) { m.stop(0, err) })
+	m.lazy, err = startLazyMemory(m.ram, shared.pager, shared, m.logger, func(err error) { m.stop(0, err) })
 	if err != nil {
 		m.Close()
 		return nil, err
