@@ -73,6 +73,13 @@ type Options struct {
 	// with ShareMemory maps too: pages no guest wrote are held once, and
 	// each guest's writes stay its own. Boot ignores it.
 	ShareMemory bool
+	// SharedMemoryDir, with ShareMemory, makes the backing a file in this
+	// directory on tmpfs, named after the memory index, that guests of
+	// other processes of this user resumed with the same directory map
+	// too (see vm.OpenSharedMemory). The last process to close it removes
+	// it. vm.DefaultSharedMemoryDir returns the usual directory. Empty
+	// keeps the backing a memfd, shared only within this process.
+	SharedMemoryDir string
 }
 
 // Guest is a running guest with a connected agent.

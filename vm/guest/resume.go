@@ -111,7 +111,7 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 	}
 	var m *vm.Machine
 	if opts.ShareMemory {
-		g.sharedMemory, g.releaseMemory, err = acquireSharedMemory(store, memory, opts.MemoryBytes, chunkSize)
+		g.sharedMemory, g.releaseMemory, err = acquireSharedMemory(store, memory, opts.MemoryBytes, chunkSize, opts.SharedMemoryDir, opts.Logger)
 		if err == nil {
 			m, err = vm.RestoreShared(cfg, snap, g.sharedMemory)
 			if err != nil {
@@ -126,7 +126,8 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 		g.closeDisk()
 		return nil, fmt.Errorf("restore %s: %w", name, err)
 	}
-	opts.Logger.Debug("guest restored", "commit", id, "memory", memory, "shared_memory", opts.ShareMemory)
+	opts.Logger.Debug("guest restored", "commit", id, "memory", memory, "shared_memory", opts.ShareMemory,
+		"shared_memory_dir", opts.SharedMemoryDir)
 	g.start(m, console, opts)
 
 	if err := g.connectAgent(ctx, console.Port(1), opts.AgentTimeout); err != nil {

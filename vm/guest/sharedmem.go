@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"log/slog"
 	"sync"
 
 	"github.com/spore-vm/spore/objects"
@@ -8,7 +9,7 @@ import (
 )
 
 // sharedBackings are the shared guest RAM backings of this process, one per
-// store and memory index, counted by the guests that map them.
+// store, memory index and directory, counted by the guests that map them.
 var sharedBackings = struct {
 	sync.Mutex
 	byIndex map[sharedKey]*sharedBacking
@@ -16,10 +17,12 @@ var sharedBackings = struct {
 
 // sharedKey names a backing. The store is part of the key because the
 // backing's pager reads from it, and a store may be closed while another
-// store with the same memory index is still in use.
+// store with the same memory index is still in use. dir is the directory
+// of a file backing, "" for a memfd.
 type sharedKey struct {
 	store *objects.Store
 	index objects.ID
+	dir   string
 }
 
 type sharedBacking struct {
@@ -30,18 +33,27 @@ type sharedBacking struct {
 // acquireSharedMemory returns the backing of the memory index, creating it
 // when no guest of this process maps it, and a function that releases it
 // once the guest's machine is closed. The last release closes the backing.
-func acquireSharedMemory(store *objects.Store, index objects.ID, size uint64, chunkSize int) (*vm.SharedMemory, func(), error) {
-	key := sharedKey{store: store, index: index}
+// The backing is a file in dir named after the index, which other
+// processes share, or a memfd when dir is "".
+func acquireSharedMemory(store *objects.Store, index objects.ID, size uint64, chunkSize int, dir string, logger *slog.Logger) (*vm.SharedMemory, func(), error) {
+	key := sharedKey{store: store, index: index, dir: dir}
 
 	sharedBackings.Lock()
 	defer sharedBackings.Unlock()
 	b, ok := sharedBackings.byIndex[key]
 	if !ok {
 		pager := &storePager{store: store, index: index, chunkSize: chunkSize}
-		memory, err := vm.NewSharedMemory(size, pager)
+		var memory *vm.SharedMemory
+		var err error
+		if dir == "" {
+			memory, err = vm.NewSharedMemory(size, pager)
+		} else {
+			memory, err = vm.OpenSharedMemory(dir, index.String(), size, pager, logger)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
+		logger.Debug("shared guest memory opened", "index", index, "file", memory.Path())
 		b = &sharedBacking{memory: memory}
 		sharedBackings.byIndex[key] = b
 	}
@@ -55,7 +67,9 @@ func acquireSharedMemory(store *objects.Store, index objects.ID, size uint64, ch
 			b.guests--
 			if b.guests == 0 {
 				delete(sharedBackings.byIndex, key)
-				b.memory.Close()
+				if err := b.memory.Close(); err != nil {
+					logger.Warn("closing shared guest memory failed", "index", index, "err", err)
+				}
 			}
 		})
 	}

@@ -2,11 +2,16 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/spore-vm/spore/objects"
+	"github.com/spore-vm/spore/vm"
 )
 
 // TestShareMemoryChildren resumes three children of one commit in this
@@ -129,4 +134,60 @@ func sharedBackingRegistered(store *objects.Store, index objects.ID) bool {
 	defer sharedBackings.Unlock()
 	_, ok := sharedBackings.byIndex[sharedKey{store: store, index: index}]
 	return ok
+}
+
+// TestAcquireSharedMemoryByDirectory acquires backings of one memory index
+// with and without a directory. Guests with the same directory get one
+// file backing, a guest without one gets a memfd, and the last release
+// removes the file. No guest runs, so no KVM is needed.
+func TestAcquireSharedMemoryByDirectory(t *testing.T) {
+	parent, err := os.MkdirTemp("/dev/shm", "spore-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	defer os.RemoveAll(parent)
+	if vm.DefaultSharedMemoryDir() == "" {
+		t.Skip("/dev/shm is not a tmpfs here")
+	}
+	dir := filepath.Join(parent, "spore")
+	store, _ := openTestStore(t)
+	index := objects.ID{1, 2, 3}
+	const size, chunk = 1 << 20, 64 << 10
+
+	first, releaseFirst, err := acquireSharedMemory(store, index, size, chunk, dir, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, releaseSecond, err := acquireSharedMemory(store, index, size, chunk, dir, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	memfd, releaseMemfd, err := acquireSharedMemory(store, index, size, chunk, "", slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseMemfd()
+
+	if second != first {
+		t.Error("two guests with one directory got different backings")
+	}
+	if memfd == first {
+		t.Error("a guest without a directory got the file backing")
+	}
+	if memfd.Path() != "" {
+		t.Errorf("the backing without a directory has the path %q, want a memfd", memfd.Path())
+	}
+	want := filepath.Join(dir, index.String())
+	if first.Path() != want {
+		t.Errorf("file backing path %q, want %q", first.Path(), want)
+	}
+
+	releaseFirst()
+	if _, err := os.Stat(want); err != nil {
+		t.Errorf("the file is gone while a guest still maps it: %v", err)
+	}
+	releaseSecond()
+	if _, err := os.Stat(want); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file is still there after the last release (stat: %v)", err)
+	}
 }
