@@ -29,7 +29,7 @@ type FanoutCmd struct {
 	For         time.Duration `placeholder:"DURATION" help:"Stop each child this long after its resume; a command still running counts as failed. Without a command, the children run for this long."`
 	Env         []string      `short:"e" sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable for the command (repeatable)."`
 	Workdir     string        `short:"w" placeholder:"DIR" help:"Working directory of the command in the guest."`
-	ShareMemory bool          `default:"true" negatable:"" help:"Map the children's memory from one backing per commit, so pages no child wrote are held once (--no-share-memory gives each child its own copy)."`
+	ShareMemory bool          `default:"true" negatable:"" help:"Map the children's memory from one backing per commit, a file in /dev/shm/spore-UID that other spore processes resuming the commit share too, so pages no child wrote are held once (--no-share-memory gives each child its own copy)."`
 	Events      string        `enum:"text,jsonl" default:"text" help:"Output form: text prefixes each line with the child's name; jsonl prints one JSON event per line on stdout (output, resumed, exit, and a final summary)."`
 	Target      string        `arg:"" name:"REF|PREFIX" help:"A forked ref, whose fork children run, or a ref prefix ending in / (such as forks/base/), whose refs run."`
 	Command     []string      `arg:"" optional:"" passthrough:"" help:"The command: after --, an argv run exactly; a single argument without --, a string run with /bin/sh -lc."`
@@ -85,6 +85,9 @@ func (c *FanoutCmd) Run(g *Globals) error {
 		Guest:    guest.Options{Logger: slog.Default(), ShareMemory: c.ShareMemory},
 		Events:   out.event,
 	}
+	if c.ShareMemory {
+		opts.Guest.SharedMemoryDir = sharedMemoryDir()
+	}
 	if g.Debug {
 		opts.Guest.KernelLog = os.Stderr
 	}
@@ -108,6 +111,16 @@ func (c *FanoutCmd) Run(g *Globals) error {
 		return withExitCode(ExitFailure, errSilent)
 	}
 	return nil
+}
+
+// sharedMemoryDir returns the directory of shared memory files, or "" when
+// /dev/shm is not a tmpfs and guests fall back to a memfd.
+func sharedMemoryDir() string {
+	dir := vm.DefaultSharedMemoryDir()
+	if dir == "" {
+		slog.Debug("/dev/shm is not a tmpfs: guest memory is shared only between guests of this process, through a memfd")
+	}
+	return dir
 }
 
 func (c *FanoutCmd) request() agent.Request {

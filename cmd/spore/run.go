@@ -38,6 +38,7 @@ type RunCmd struct {
 	RootFSWritable bool          `name:"rootfs-writable" help:"Mount the root disk read-write. The guest's changes stay out of the image: they are kept only in --capture commits."`
 	Image          string        `placeholder:"REF" help:"Run in this arm64 OCI image: REGISTRY/REPO[:TAG|@DIGEST], or oci-layout:DIR[:TAG|@DIGEST]. Its root file system is built once and cached, and is writable: writes go to a copy-on-write layer that only --capture keeps. The image's Env and WorkingDir apply; its Entrypoint, Cmd and User do not."`
 	From           string        `placeholder:"REV" help:"Resume the guest captured in this commit (a ref or commit ID) instead of booting."`
+	ShareMemory    bool          `default:"true" negatable:"" help:"With --from: map guest memory from a file in /dev/shm/spore-UID that other spore processes resuming the same commit share, so pages no guest wrote are held once; the last process removes the file (--no-share-memory gives the guest its own copy)."`
 	Capture        string        `placeholder:"REF" help:"When the command exits with status 0, capture the guest into a commit and point REF (refs/heads/REF unless it starts with refs/) at it."`
 	Message        string        `short:"m" help:"Message of the --capture commit."`
 	CaptureAfter   time.Duration `placeholder:"DURATION" help:"With --capture: capture the guest this long after the command started, while it runs, and stop. spore run --from REF without a command then attaches to it."`
@@ -63,6 +64,9 @@ type runSummary struct {
 	// memory it paged in.
 	From  string         `json:"from,omitempty"`
 	Pager *vm.PagerStats `json:"pager,omitempty"`
+	// SharedMemory counts the work of the shared memory backing of a
+	// resume, in this process.
+	SharedMemory *vm.SharedMemoryStats `json:"shared_memory,omitempty"`
 	// Commit and Ref name the --capture commit, and CaptureStats count what it
 	// wrote.
 	Commit string `json:"commit,omitempty"`
@@ -172,6 +176,11 @@ func (c *RunCmd) Run(g *Globals) error {
 		slog.Debug("lazy memory restore", "commit", from.String(), "faults", stats.Faults,
 			"chunks_copied", stats.ChunksCopied, "chunks_zeroed", stats.ChunksZeroed,
 			"bytes_read", stats.BytesRead, "handler_ms", stats.HandlerNanos/1e6)
+		if shared, ok := gst.SharedMemoryStats(); ok {
+			summary.SharedMemory = &shared
+			slog.Debug("shared guest memory", "chunks_copied", shared.ChunksCopied, "chunks_found", shared.ChunksFound,
+				"chunks_private", shared.ChunksPrivate, "resident_bytes", shared.ResidentBytes)
+		}
 	}
 	var captureErr error
 	captured := false
@@ -278,6 +287,9 @@ func (c *RunCmd) options(g *Globals) (guest.Options, error) {
 		RootFS:         c.RootFS,
 		RootFSWritable: c.RootFSWritable,
 		Logger:         slog.Default(),
+	}
+	if c.From != "" && c.ShareMemory {
+		opts.ShareMemory, opts.SharedMemoryDir = true, sharedMemoryDir()
 	}
 	if g.Debug {
 		opts.KernelLog = os.Stderr
