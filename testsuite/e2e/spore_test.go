@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,39 +51,104 @@ func spore(t testing.TB, stdin string, args ...string) result {
 // invocation is how runSpore starts spore: stdin, extra environment
 // variables and a time limit.
 type invocation struct {
-	stdin   string
-	env     []string
-	timeout time.Duration
+	stdin string
+	// stdinReader, when not nil, is spore's stdin in place of stdin, for
+	// input that the test writes while spore runs.
+	stdinReader io.Reader
+	env         []string
+	timeout     time.Duration
 }
 
-// runSpore runs the spore binary with args. On a hang past the time limit,
-// SIGQUIT makes spore print every goroutine's stack into stderr.
+// runSpore runs the spore binary with args and waits for it.
 func runSpore(t testing.TB, inv invocation, args ...string) result {
 	t.Helper()
+	return startSpore(t, inv, args...).wait(t)
+}
+
+// sporeProcess is a spore process that startSpore started.
+type sporeProcess struct {
+	cmd    *exec.Cmd
+	args   []string
+	cancel context.CancelFunc
+	stdout lockedBuffer
+	stderr lockedBuffer
+	waited bool
+}
+
+// startSpore starts the spore binary with args. On a hang past the time
+// limit, SIGQUIT makes spore print every goroutine's stack into stderr.
+func startSpore(t testing.TB, inv invocation, args ...string) *sporeProcess {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
-	defer cancel()
-
-	cmd := exec.CommandContext(ctx, sporeBinary(t), args...)
+	p := &sporeProcess{args: args, cancel: cancel}
+	p.cmd = exec.CommandContext(ctx, sporeBinary(t), args...)
 	if inv.env != nil {
-		cmd.Env = append(os.Environ(), inv.env...)
+		p.cmd.Env = append(os.Environ(), inv.env...)
 	}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 10 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if inv.stdin != "" {
-		cmd.Stdin = bytes.NewBufferString(inv.stdin)
+	p.cmd.Cancel = func() error { return p.cmd.Process.Signal(syscall.SIGQUIT) }
+	p.cmd.WaitDelay = 10 * time.Second
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	switch {
+	case inv.stdinReader != nil:
+		p.cmd.Stdin = inv.stdinReader
+	case inv.stdin != "":
+		p.cmd.Stdin = bytes.NewBufferString(inv.stdin)
 	}
-	err := cmd.Run()
+	if err := p.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("spore %q: %v", args, err)
+	}
+	// A test that failed before wait leaves spore running: give it two
+	// minutes to end on its own, then stop it as the time limit does.
+	t.Cleanup(func() {
+		if p.waited {
+			return
+		}
+		timer := time.AfterFunc(2*time.Minute, cancel)
+		defer timer.Stop()
+		p.cmd.Wait()
+		cancel()
+	})
+	return p
+}
 
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
+// pid returns the process ID of spore.
+func (p *sporeProcess) pid() int { return p.cmd.Process.Pid }
+
+// wait waits until spore exits and returns its outcome.
+func (p *sporeProcess) wait(t testing.TB) result {
+	t.Helper()
+	defer p.cancel()
+	err := p.cmd.Wait()
+	p.waited = true
+
+	r := result{stdout: p.stdout.String(), stderr: p.stderr.String()}
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
 	case errors.As(err, &exitErr):
 		r.code = exitErr.ExitCode()
 	default:
-		t.Fatalf("spore %q: %v\nstderr:\n%s", args, err, r.stderr)
+		t.Fatalf("spore %q: %v\nstderr:\n%s", p.args, err, r.stderr)
 	}
 	return r
+}
+
+// lockedBuffer is a bytes.Buffer that a test may read while a process
+// writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

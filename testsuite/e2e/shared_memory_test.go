@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// mappingUsage sums the smaps fields of a process's mappings of files
+// under one directory, in bytes.
+type mappingUsage struct {
+	paths                      map[string]bool
+	rss, pss                   uint64
+	sharedClean, sharedDirty   uint64
+	privateClean, privateDirty uint64
+}
+
+// shared returns the resident bytes that other mappings map too. A tmpfs
+// page that write() filled stays dirty, because shmem has no writeback,
+// so smaps counts the backing's pages as Shared_Dirty, not Shared_Clean.
+func (u mappingUsage) shared() uint64 { return u.sharedClean + u.sharedDirty }
+
+// smapsUsage reads /proc/PID/smaps and sums the entries whose path is in
+// dir. The kernel may split one mapping into several entries.
+func smapsUsage(t *testing.T, pid int, dir string) mappingUsage {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatalf("read the mappings of spore process %d: %v", pid, err)
+	}
+	defer f.Close()
+
+	usage := mappingUsage{paths: map[string]bool{}}
+	inside := false
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		fields := strings.Fields(scanner.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		// A header line starts with the address range, "7f00-7f80 rw-p ...",
+		// and ends with the path, if any, from the sixth field on.
+		if isAddressRange(fields[0]) {
+			path := ""
+			if len(fields) >= 6 {
+				path = strings.Join(fields[5:], " ")
+			}
+			inside = strings.HasPrefix(path, dir+"/")
+			if inside {
+				usage.paths[path] = true
+			}
+			continue
+		}
+		if !inside || len(fields) != 3 || fields[2] != "kB" {
+			continue
+		}
+		kib, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			t.Fatalf("invalid smaps line %q of process %d", scanner.Text(), pid)
+		}
+		switch fields[0] {
+		case "Rss:":
+			usage.rss += kib << 10
+		case "Pss:":
+			usage.pss += kib << 10
+		case "Shared_Clean:":
+			usage.sharedClean += kib << 10
+		case "Shared_Dirty:":
+			usage.sharedDirty += kib << 10
+		case "Private_Clean:":
+			usage.privateClean += kib << 10
+		case "Private_Dirty:":
+			usage.privateDirty += kib << 10
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		t.Fatalf("read the mappings of spore process %d: %v", pid, err)
+	}
+	return usage
+}
+
+// isAddressRange reports whether s is "lo-hi" in hexadecimal.
+func isAddressRange(s string) bool {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return false
+	}
+	_, errLo := strconv.ParseUint(lo, 16, 64)
+	_, errHi := strconv.ParseUint(hi, 16, 64)
+	return errLo == nil && errHi == nil
+}
+
+// TestRunSharesMemoryAcrossProcesses resumes one commit in two spore run
+// processes at once. While both wait for input, each must map the same
+// backing file under /dev/shm/spore-UID with pages that the other maps
+// too, so their PSS of it sums to less than their RSS. After both exit,
+// the file must be gone.
+func TestRunSharesMemoryAcrossProcesses(t *testing.T) {
+	sporeBinary(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("/dev/shm is not a tmpfs here (statfs: %v, type %#x); spore would fall back to a memfd", err, st.Type)
+	}
+	dir := fmt.Sprintf("/dev/shm/spore-%d", os.Geteuid())
+
+	store := t.TempDir()
+	r := spore(t, "", "--store", store, "run", "--memory", "256M", "--capture", "base", "--", "/bin/sh", "-c", "echo warm > /tmp/warm")
+	if r.code != 0 {
+		t.Fatalf("capture: status %d\n%s", r.code, r.stderr)
+	}
+
+	// Each guest prints ready and then waits for a line on stdin, so both
+	// are resumed and idle while the test reads their mappings.
+	script := `cat /tmp/warm; echo ready; read line; echo "got $line"`
+	var procs []*sporeProcess
+	var inputs []*io.PipeWriter
+	for range 2 {
+		reader, writer := io.Pipe()
+		inputs = append(inputs, writer)
+		procs = append(procs, startSpore(t, invocation{stdinReader: reader, timeout: 10 * time.Minute},
+			"--store", store, "--json", "run", "-i", "--from", "base", "--", "/bin/sh", "-c", script))
+	}
+	defer func() {
+		for _, w := range inputs {
+			w.Close()
+		}
+	}()
+
+	deadline := time.Now().Add(8 * time.Minute)
+	for i, p := range procs {
+		for !strings.Contains(p.stdout.String(), "ready\n") {
+			if time.Now().After(deadline) {
+				t.Fatalf("guest %d did not print ready within 8 minutes\nstdout:\n%s\nstderr:\n%s", i, p.stdout.String(), p.stderr.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	var rss, pss uint64
+	var files []string
+	for i, p := range procs {
+		usage := smapsUsage(t, p.pid(), dir)
+		t.Logf("guest %d (pid %d): files %v, RSS %d KiB, PSS %d KiB, shared clean %d KiB, shared dirty %d KiB, private clean %d KiB, private dirty %d KiB",
+			i, p.pid(), usage.paths, usage.rss>>10, usage.pss>>10, usage.sharedClean>>10, usage.sharedDirty>>10, usage.privateClean>>10, usage.privateDirty>>10)
+		if len(usage.paths) != 1 {
+			t.Fatalf("guest %d maps %d files under %s, want 1: %v", i, len(usage.paths), dir, usage.paths)
+		}
+		for path := range usage.paths {
+			files = append(files, path)
+		}
+		if usage.shared() == 0 {
+			t.Errorf("guest %d has no pages of the backing that another process maps too", i)
+		}
+		rss += usage.rss
+		pss += usage.pss
+	}
+	if files[0] != files[1] {
+		t.Errorf("the guests map different files: %s and %s", files[0], files[1])
+	}
+	if pss >= rss {
+		t.Errorf("PSS of the backing summed over both guests is %d KiB, RSS %d KiB; want PSS below RSS", pss>>10, rss>>10)
+	}
+
+	for i, p := range procs {
+		io.WriteString(inputs[i], "go\n")
+		inputs[i].Close()
+		r := p.wait(t)
+		if want := "warm\nready\ngot go\n"; r.code != 0 || r.stdout != want {
+			t.Errorf("guest %d: status %d, printed %q, want %q\nstderr:\n%s", i, r.code, r.stdout, want, r.stderr)
+		}
+		logSharedStats(t, i, r.stderr)
+	}
+
+	if _, err := os.Stat(files[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the backing file %s is still there after both processes exited (stat: %v)", files[0], err)
+	}
+}
+
+// logSharedStats logs the shared_memory counters of a spore run --json
+// summary, printed last on stderr.
+func logSharedStats(t *testing.T, guest int, stderr string) {
+	t.Helper()
+	start := strings.LastIndex(stderr, "\n{")
+	if start < 0 {
+		start = strings.Index(stderr, "{")
+	}
+	if start < 0 {
+		t.Errorf("guest %d printed no --json summary:\n%s", guest, stderr)
+		return
+	}
+	var summary struct {
+		SharedMemory *struct {
+			ChunksCopied  uint64 `json:"chunks_copied"`
+			ChunksFound   uint64 `json:"chunks_found"`
+			ChunksPrivate uint64 `json:"chunks_private"`
+			ResidentBytes uint64 `json:"resident_bytes"`
+		} `json:"shared_memory"`
+	}
+	if err := json.Unmarshal([]byte(stderr[start:]), &summary); err != nil {
+		t.Errorf("guest %d: invalid --json summary: %v\n%s", guest, err, stderr)
+		return
+	}
+	if summary.SharedMemory == nil {
+		t.Errorf("guest %d: the --json summary has no shared_memory counters:\n%s", guest, stderr)
+		return
+	}
+	s := summary.SharedMemory
+	t.Logf("guest %d backing: %d chunks copied, %d found in the file, %d private, %d KiB resident",
+		guest, s.ChunksCopied, s.ChunksFound, s.ChunksPrivate, s.ResidentBytes>>10)
+}
