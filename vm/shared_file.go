@@ -20,6 +20,17 @@ const sharedMemoryParent = "/dev/shm"
 // opened was removed or replaced before it got its lock.
 const maxOpenAttempts = 100
 
+// ErrSharedMemoryFile matches the errors of OpenSharedMemory about its
+// directory or file, which the user must fix, or avoid by not sharing
+// memory through a file. The message of such an error is the cause's.
+var ErrSharedMemoryFile = errors.New("unusable shared memory file")
+
+// sharedFileError is an error of the backing's directory or file.
+type sharedFileError struct{ err error }
+
+func (e sharedFileError) Error() string   { return e.err.Error() }
+func (e sharedFileError) Unwrap() []error { return []error{e.err, ErrSharedMemoryFile} }
+
 // DefaultSharedMemoryDir returns the directory for file backings of this
 // user, /dev/shm/spore-UID, when /dev/shm is a tmpfs, and "" otherwise.
 // With "", callers use NewSharedMemory, which shares only within one
@@ -65,14 +76,14 @@ func OpenSharedMemory(dir, name string, size uint64, pager Pager, logger *slog.L
 	}
 	dirFile, err := openSharedDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, sharedFileError{err}
 	}
 
 	sweepSharedDir(dirFile, dir, name, logger)
 	file, err := openBackingFile(dirFile, dir, name, size)
 	if err != nil {
 		dirFile.Close()
-		return nil, err
+		return nil, sharedFileError{err}
 	}
 	s := newSharedMemory(file, size, pager)
 	s.dir, s.dirPath, s.name = dirFile, dir, name
@@ -219,9 +230,9 @@ func namesFile(dirFD int, name string, fd int) (unix.Stat_t, bool, error) {
 }
 
 // flockRetry calls flock, again when a signal interrupted it.
-func flockRetry(fd, how int) error {
+func flockRetry(fd, operation int) error {
 	for {
-		err := unix.Flock(fd, how)
+		err := unix.Flock(fd, operation)
 		if !errors.Is(err, unix.EINTR) {
 			return err
 		}

@@ -260,6 +260,9 @@ func TestOpenSharedMemoryRejectsBadDirectory(t *testing.T) {
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not say %q", err, c.want)
 			}
+			if !errors.Is(err, ErrSharedMemoryFile) {
+				t.Errorf("error %q does not match ErrSharedMemoryFile", err)
+			}
 		})
 	}
 	if entries, err := os.ReadDir(real); err != nil || len(entries) != 0 {
