@@ -138,6 +138,10 @@ func TestRunSharesMemoryAcrossProcesses(t *testing.T) {
 	deadline := time.Now().Add(8 * time.Minute)
 	for i, p := range procs {
 		for !strings.Contains(p.stdout.String(), "ready\n") {
+			if p.exited() {
+				r := p.wait(t)
+				t.Fatalf("guest %d exited with status %d before it printed ready\nstdout:\n%s\nstderr:\n%s", i, r.code, r.stdout, r.stderr)
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("guest %d did not print ready within 8 minutes\nstdout:\n%s\nstderr:\n%s", i, p.stdout.String(), p.stderr.String())
 			}
@@ -216,4 +220,41 @@ func logSharedStats(t *testing.T, guest int, stderr string) {
 	s := summary.SharedMemory
 	t.Logf("guest %d backing: %d chunks copied, %d found in the file, %d private, %d KiB resident",
 		guest, s.ChunksCopied, s.ChunksFound, s.ChunksPrivate, s.ResidentBytes>>10)
+}
+
+// TestRunRejectsOpenSharedMemoryDir resumes a commit while the shared
+// memory directory is open to other users. spore run must fail with an
+// error that names the directory and the fixes, and must run with
+// --no-share-memory.
+func TestRunRejectsOpenSharedMemoryDir(t *testing.T) {
+	sporeBinary(t)
+	dir := fmt.Sprintf("/dev/shm/spore-%d", os.Geteuid())
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+
+	store := t.TempDir()
+	r := spore(t, "", "--store", store, "run", "--capture", "base", "--", "/bin/true")
+	if r.code != 0 {
+		t.Fatalf("capture: status %d\n%s", r.code, r.stderr)
+	}
+
+	r = spore(t, "", "--store", store, "run", "--from", "base", "--", "/bin/true")
+	if r.code != 122 {
+		t.Errorf("resume with a directory of mode 0755: status %d, want 122\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{dir, "chmod 700", "--no-share-memory"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the error does not mention %q:\n%s", want, r.stderr)
+		}
+	}
+
+	r = spore(t, "", "--store", store, "run", "--from", "base", "--no-share-memory", "--", "/bin/echo", "resumed")
+	if r.code != 0 || r.stdout != "resumed\n" {
+		t.Errorf("resume with --no-share-memory: status %d, printed %q\n%s", r.code, r.stdout, r.stderr)
+	}
 }

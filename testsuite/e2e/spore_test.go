@@ -72,7 +72,9 @@ type sporeProcess struct {
 	cancel context.CancelFunc
 	stdout lockedBuffer
 	stderr lockedBuffer
-	waited bool
+	// done is closed when spore exited, and err is then Wait's error.
+	done chan struct{}
+	err  error
 }
 
 // startSpore starts the spore binary with args. On a hang past the time
@@ -80,7 +82,7 @@ type sporeProcess struct {
 func startSpore(t testing.TB, inv invocation, args ...string) *sporeProcess {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
-	p := &sporeProcess{args: args, cancel: cancel}
+	p := &sporeProcess{args: args, cancel: cancel, done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, sporeBinary(t), args...)
 	if inv.env != nil {
 		p.cmd.Env = append(os.Environ(), inv.env...)
@@ -98,18 +100,29 @@ func startSpore(t testing.TB, inv invocation, args ...string) *sporeProcess {
 		cancel()
 		t.Fatalf("spore %q: %v", args, err)
 	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
 	// A test that failed before wait leaves spore running: give it two
 	// minutes to end on its own, then stop it as the time limit does.
 	t.Cleanup(func() {
-		if p.waited {
-			return
-		}
 		timer := time.AfterFunc(2*time.Minute, cancel)
 		defer timer.Stop()
-		p.cmd.Wait()
+		<-p.done
 		cancel()
 	})
 	return p
+}
+
+// exited reports whether spore has exited.
+func (p *sporeProcess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // pid returns the process ID of spore.
@@ -119,8 +132,8 @@ func (p *sporeProcess) pid() int { return p.cmd.Process.Pid }
 func (p *sporeProcess) wait(t testing.TB) result {
 	t.Helper()
 	defer p.cancel()
-	err := p.cmd.Wait()
-	p.waited = true
+	<-p.done
+	err := p.err
 
 	r := result{stdout: p.stdout.String(), stderr: p.stderr.String()}
 	var exitErr *exec.ExitError
