@@ -121,8 +121,8 @@ const (
 // PrivatePages returns the guest physical addresses of the RAM pages that
 // this machine holds as anonymous pages of its own. For RAM mapped from a
 // shared backing these are the pages its guest or devices wrote since the
-// resume. For anonymous RAM they are all resident pages. It reads
-// /proc/self/pagemap.
+// resume, and the chunks that a full backing could not take. For
+// anonymous RAM they are all resident pages. It reads /proc/self/pagemap.
 func (m *Machine) PrivatePages() ([]uint64, error) {
 	if m.ram == nil || m.ram.mem == nil {
 		return nil, errors.New("read private guest RAM pages: the machine is closed")
