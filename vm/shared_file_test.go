@@ -411,7 +411,10 @@ func TestSharedMemoryHelperProcess(t *testing.T) {
 	}
 	fmt.Println("ready")
 	if os.Getenv(helperModeEnv) == "hold" {
-		select {}
+		// A sleep, not an empty select: with no goroutine runnable and no
+		// timer pending, the runtime would end the process as deadlocked.
+		time.Sleep(10 * time.Minute)
+		t.Fatal("helper was not killed within 10 minutes")
 	}
 	if err := unix.Munmap(mem); err != nil {
 		t.Fatal(err)
@@ -463,6 +466,20 @@ func startHelper(t *testing.T, dir, mode string) *exec.Cmd {
 	return cmd
 }
 
+// killHelper kills the helper with SIGKILL and checks that the signal,
+// not an exit of its own, ended it.
+func killHelper(t *testing.T, helper *exec.Cmd) {
+	t.Helper()
+	if err := helper.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	helper.Wait()
+	status, ok := helper.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !status.Signaled() || status.Signal() != syscall.SIGKILL {
+		t.Fatalf("helper ended with %v, want SIGKILL: it must still run when it is killed", helper.ProcessState)
+	}
+}
+
 func TestSharedMemoryAcrossProcesses(t *testing.T) {
 	if os.Getenv(helperDirEnv) != "" {
 		t.Skip("this is the helper process")
@@ -490,10 +507,7 @@ func TestSharedMemoryAcrossProcesses(t *testing.T) {
 			t.Errorf("child's mapping shares %d bytes with the helper, want at least chunk 2 (%d)", usage.Shared, testChunk)
 		}
 
-		if err := helper.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		helper.Wait()
+		killHelper(t, helper)
 		if !fileExists(t, path) {
 			t.Fatal("the file is gone although this process still uses it")
 		}
@@ -511,10 +525,7 @@ func TestSharedMemoryAcrossProcesses(t *testing.T) {
 	t.Run("killed last user leaves a file the sweep removes", func(t *testing.T) {
 		dir := sharedTestDir(t)
 		helper := startHelper(t, dir, "hold")
-		if err := helper.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		helper.Wait()
+		killHelper(t, helper)
 		path := filepath.Join(dir, "index")
 		if !fileExists(t, path) {
 			t.Fatal("the file of a killed process is gone before any sweep")
