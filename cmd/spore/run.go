@@ -150,9 +150,6 @@ func (c *RunCmd) Run(g *Globals) error {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return withExitCode(ExitRunTimeout, fmt.Errorf("timed out after %v while the guest booted", c.Timeout))
 		}
-		if errors.Is(err, vm.ErrSharedMemoryFile) {
-			err = fmt.Errorf("%w (--no-share-memory resumes without the shared file)", err)
-		}
 		return withExitCode(ExitRunBootFailed, fmt.Errorf("guest failed to boot: %w", err))
 	}
 	booted := time.Now()

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -13,7 +14,11 @@ import (
 var sharedBackings = struct {
 	sync.Mutex
 	byIndex map[sharedKey]*sharedBacking
-}{byIndex: map[sharedKey]*sharedBacking{}}
+	// unusable has the file backings that failed with
+	// vm.ErrSharedMemoryFile, so later guests use a memfd without trying
+	// and warning again.
+	unusable map[sharedKey]bool
+}{byIndex: map[sharedKey]*sharedBacking{}, unusable: map[sharedKey]bool{}}
 
 // sharedKey names a backing. The store is part of the key because the
 // backing's pager reads from it, and a store may be closed while another
@@ -34,28 +39,46 @@ type sharedBacking struct {
 // when no guest of this process maps it, and a function that releases it
 // once the guest's machine is closed. The last release closes the backing.
 // The backing is a file in dir named after the index, which other
-// processes share, or a memfd when dir is "".
+// processes share, or a memfd when dir is "". When the file cannot be used
+// (vm.ErrSharedMemoryFile: a directory of another user or open to others,
+// for example), the guest gets a memfd and a warning, so that a directory
+// another user created cannot stop every resume.
 func acquireSharedMemory(store *objects.Store, index objects.ID, size uint64, chunkSize int, dir string, logger *slog.Logger) (*vm.SharedMemory, func(), error) {
-	key := sharedKey{store: store, index: index, dir: dir}
-
 	sharedBackings.Lock()
 	defer sharedBackings.Unlock()
+
+	pager := &storePager{store: store, index: index, chunkSize: chunkSize}
+	key := sharedKey{store: store, index: index, dir: dir}
 	b, ok := sharedBackings.byIndex[key]
-	if !ok {
-		pager := &storePager{store: store, index: index, chunkSize: chunkSize}
-		var memory *vm.SharedMemory
-		var err error
-		if dir == "" {
-			memory, err = vm.NewSharedMemory(size, pager)
-		} else {
-			memory, err = vm.OpenSharedMemory(dir, index.String(), size, pager, logger)
+	if !ok && sharedBackings.unusable[key] {
+		key.dir = ""
+		b = sharedBackings.byIndex[key]
+	} else if !ok && dir != "" {
+		memory, err := vm.OpenSharedMemory(dir, index.String(), size, pager, logger)
+		switch {
+		case err == nil:
+			b = &sharedBacking{memory: memory}
+			sharedBackings.byIndex[key] = b
+		case errors.Is(err, vm.ErrSharedMemoryFile):
+			logger.Warn("guest memory is shared only within this process, because the shared memory file cannot be used (--no-share-memory turns sharing off)",
+				"index", index, "err", err)
+			sharedBackings.unusable[key] = true
+			key.dir = ""
+			b = sharedBackings.byIndex[key]
+		default:
+			return nil, nil, err
 		}
+	}
+	if b == nil {
+		memory, err := vm.NewSharedMemory(size, pager)
 		if err != nil {
 			return nil, nil, err
 		}
-		logger.Debug("shared guest memory opened", "index", index, "file", memory.Path())
 		b = &sharedBacking{memory: memory}
 		sharedBackings.byIndex[key] = b
+	}
+	if !ok {
+		logger.Debug("shared guest memory opened", "index", index, "file", b.memory.Path())
 	}
 	b.guests++
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +190,62 @@ func TestAcquireSharedMemoryByDirectory(t *testing.T) {
 	releaseSecond()
 	if _, err := os.Stat(want); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the file is still there after the last release (stat: %v)", err)
+	}
+}
+
+// TestAcquireSharedMemoryUnusableDirectory checks that guests whose
+// shared memory directory cannot be used (here: open to others) get one
+// memfd backing of this process, with one warning.
+func TestAcquireSharedMemoryUnusableDirectory(t *testing.T) {
+	parent, err := os.MkdirTemp("/dev/shm", "spore-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	defer os.RemoveAll(parent)
+	if vm.DefaultSharedMemoryDir() == "" {
+		t.Skip("/dev/shm is not a tmpfs here")
+	}
+	dir := filepath.Join(parent, "spore")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := openTestStore(t)
+	index := objects.ID{4, 5, 6}
+	const size, chunk = 1 << 20, 64 << 10
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+
+	first, releaseFirst, err := acquireSharedMemory(store, index, size, chunk, dir, logger)
+	if err != nil {
+		t.Fatalf("first guest: %v", err)
+	}
+	defer releaseFirst()
+	second, releaseSecond, err := acquireSharedMemory(store, index, size, chunk, dir, logger)
+	if err != nil {
+		t.Fatalf("second guest: %v", err)
+	}
+	defer releaseSecond()
+
+	if first.Path() != "" {
+		t.Errorf("the backing is the file %q, want a memfd", first.Path())
+	}
+	if second != first {
+		t.Error("two guests of one unusable directory got different backings")
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for two guests, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), dir) {
+		t.Errorf("the warning does not name %s:\n%s", dir, logs.String())
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("%d files were created in the unusable directory", len(entries))
 	}
 }
