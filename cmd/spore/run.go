@@ -27,8 +27,8 @@ import (
 type RunCmd struct {
 	Interactive    bool          `short:"i" help:"Forward stdin to the command. Without it the command reads EOF at once."`
 	TTY            bool          `short:"t" name:"tty" help:"Run the command on a pseudo-terminal in the guest; stdout and stderr then arrive merged."`
-	CPUs           int           `name:"cpus" default:"1" help:"Number of vCPUs."`
-	Memory         string        `default:"512M" help:"Guest RAM, with a unit suffix K, M or G (binary units)."`
+	CPUs           *int          `name:"cpus" placeholder:"N" help:"Number of vCPUs of a booted guest (default 1). A guest resumed with --from keeps those of its commit."`
+	Memory         string        `help:"Guest RAM of a booted guest, with a unit suffix K, M or G (binary units; default 512M). A guest resumed with --from keeps that of its commit."`
 	Env            []string      `short:"e" sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable for the command (repeatable)."`
 	Workdir        string        `short:"w" placeholder:"DIR" help:"Working directory of the command in the guest."`
 	Timeout        time.Duration `placeholder:"DURATION" help:"Stop the guest and exit with status 124 after this long (such as 30s or 5m); 0 means no limit."`
@@ -267,12 +267,21 @@ func parseCommand(command []string) (argv []string, shell string) {
 
 // options turns the flags into guest boot options.
 func (c *RunCmd) options(g *Globals) (guest.Options, error) {
-	memory, err := parseSize(c.Memory)
-	if err != nil {
-		return guest.Options{}, fmt.Errorf("invalid --memory %q: %w", c.Memory, err)
+	if c.From != "" && (c.CPUs != nil || c.Memory != "") {
+		return guest.Options{}, errors.New("--cpus and --memory cannot be combined with --from: a resumed guest keeps the vCPUs and RAM of its commit")
 	}
-	if c.CPUs < 1 {
-		return guest.Options{}, fmt.Errorf("invalid --cpus %d: use 1 or more", c.CPUs)
+	var memory uint64
+	var err error
+	if c.Memory != "" {
+		if memory, err = parseSize(c.Memory); err != nil {
+			return guest.Options{}, fmt.Errorf("invalid --memory %q: %w", c.Memory, err)
+		}
+	}
+	vcpus := 0
+	if c.CPUs != nil {
+		if vcpus = *c.CPUs; vcpus < 1 {
+			return guest.Options{}, fmt.Errorf("invalid --cpus %d: use 1 or more", vcpus)
+		}
 	}
 	if c.RootFSWritable && c.RootFS == "" && c.From == "" {
 		return guest.Options{}, errors.New("--rootfs-writable needs --rootfs FILE")
@@ -283,7 +292,7 @@ func (c *RunCmd) options(g *Globals) (guest.Options, error) {
 
 	opts := guest.Options{
 		MemoryBytes:    memory,
-		VCPUs:          c.CPUs,
+		VCPUs:          vcpus,
 		RootFS:         c.RootFS,
 		RootFSWritable: c.RootFSWritable,
 		Logger:         slog.Default(),

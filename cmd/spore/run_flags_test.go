@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestRunRejectsDiskFlagCombinations(t *testing.T) {
+func TestRunRejectsFlagCombinations(t *testing.T) {
 	dir := storeDir(t)
 	image := filepath.Join(t.TempDir(), "root.ext4")
 	if err := os.WriteFile(image, make([]byte, 4096), 0o644); err != nil {
@@ -21,6 +21,10 @@ func TestRunRejectsDiskFlagCombinations(t *testing.T) {
 		{[]string{"run", "--image", "127.0.0.1:5000/debian:test", "--from", "base", "--", "true"}, "--image cannot be combined with --from"},
 		{[]string{"run", "--rootfs", image, "--from", "base", "--", "true"}, "cannot be combined with --from"},
 		{[]string{"run", "--rootfs-writable", "--", "true"}, "--rootfs-writable needs --rootfs"},
+		{[]string{"run", "--from", "base", "--cpus", "2", "--", "true"}, "--cpus and --memory cannot be combined with --from"},
+		{[]string{"run", "--from", "base", "--memory", "1G", "--", "true"}, "--cpus and --memory cannot be combined with --from"},
+		{[]string{"run", "--cpus", "0", "--", "true"}, "invalid --cpus 0"},
+		{[]string{"run", "--cpus=-1", "--", "true"}, "invalid --cpus -1"},
 	}
 	for _, c := range cases {
 		r := spore(t, dir, c.args...)
