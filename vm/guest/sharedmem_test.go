@@ -142,15 +142,7 @@ func sharedBackingRegistered(store *objects.Store, index objects.ID) bool {
 // file backing, a guest without one gets a memfd, and the last release
 // removes the file. No guest runs, so no KVM is needed.
 func TestAcquireSharedMemoryByDirectory(t *testing.T) {
-	parent, err := os.MkdirTemp("/dev/shm", "spore-test-")
-	if err != nil {
-		t.Skipf("no /dev/shm here: %v", err)
-	}
-	defer os.RemoveAll(parent)
-	if vm.DefaultSharedMemoryDir() == "" {
-		t.Skip("/dev/shm is not a tmpfs here")
-	}
-	dir := filepath.Join(parent, "spore")
+	dir := filepath.Join(tmpfsTempDir(t), "spore")
 	store, _ := openTestStore(t)
 	index := objects.ID{1, 2, 3}
 	const size, chunk = 1 << 20, 64 << 10
@@ -197,15 +189,7 @@ func TestAcquireSharedMemoryByDirectory(t *testing.T) {
 // shared memory directory cannot be used (here: open to others) get one
 // memfd backing of this process, with one warning.
 func TestAcquireSharedMemoryUnusableDirectory(t *testing.T) {
-	parent, err := os.MkdirTemp("/dev/shm", "spore-test-")
-	if err != nil {
-		t.Skipf("no /dev/shm here: %v", err)
-	}
-	defer os.RemoveAll(parent)
-	if vm.DefaultSharedMemoryDir() == "" {
-		t.Skip("/dev/shm is not a tmpfs here")
-	}
-	dir := filepath.Join(parent, "spore")
+	dir := filepath.Join(tmpfsTempDir(t), "spore")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -248,4 +232,19 @@ func TestAcquireSharedMemoryUnusableDirectory(t *testing.T) {
 	if len(entries) != 0 {
 		t.Errorf("%d files were created in the unusable directory", len(entries))
 	}
+}
+
+// tmpfsTempDir returns a new directory in /dev/shm that is removed with
+// the test, and skips the test where /dev/shm is not a tmpfs.
+func tmpfsTempDir(t *testing.T) string {
+	t.Helper()
+	if vm.DefaultSharedMemoryDir() == "" {
+		t.Skip("/dev/shm is not a tmpfs here")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "spore-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
