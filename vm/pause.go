@@ -3,6 +3,8 @@ package vm
 import (
 	"errors"
 	"sync"
+
+	"github.com/spore-vm/spore/vm/virtio"
 )
 
 // pauser parks vCPU threads outside KVM_RUN at one barrier, so the VM's
@@ -62,8 +64,10 @@ func isClosed(ch <-chan struct{}) bool {
 var ErrStopped = errors.New("machine stopped")
 
 // Pause stops every vCPU outside the guest and returns when all of them are
-// parked. Devices keep running; callers quiesce them separately. Pause
-// must be called while Run runs.
+// parked. Then it holds the devices that touch guest memory from host
+// goroutines (virtio.Holder), so guest memory, device state and interrupt
+// lines stay as they are until Resume. Pause must be called while Run
+// runs.
 func (m *Machine) Pause() error {
 	m.pause.mu.Lock()
 	m.pause.requested = true
@@ -81,12 +85,22 @@ func (m *Machine) Pause() error {
 		}
 		m.pause.cond.Wait()
 	}
+	for _, d := range m.cfg.Devices {
+		if h, ok := d.(virtio.Holder); ok {
+			h.Hold()
+		}
+	}
 	m.logger.Debug("vCPUs paused", "count", len(m.vcpus))
 	return nil
 }
 
 // Resume lets paused vCPUs enter the guest again.
 func (m *Machine) Resume() {
+	for _, d := range m.cfg.Devices {
+		if h, ok := d.(virtio.Holder); ok {
+			h.Release()
+		}
+	}
 	m.pause.mu.Lock()
 	m.pause.requested = false
 	m.pause.cond.Broadcast()

@@ -81,6 +81,9 @@ type Console struct {
 	ready     bool     // the driver sent DEVICE_READY
 	control   [][]byte // control messages waiting for a guest buffer
 	closed    bool
+	// held is true between Hold and Release: nothing touches guest memory
+	// or raises an interrupt then, and host writes stay buffered.
+	held bool
 }
 
 // NewConsole returns a console with the given ports. logger receives driver
@@ -229,10 +232,35 @@ func (c *Console) Reset() {
 func (c *Console) Notify(queue int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.queues == nil {
+	if c.queues == nil || c.held {
 		return
 	}
 	if c.multiport && queue == 3 {
+		c.readControl()
+	}
+	c.pump()
+}
+
+// Hold stops the console from touching guest memory and raising
+// interrupts until Release. Host writes stay buffered meanwhile, and
+// transmitted guest buffers stay in their queue.
+func (c *Console) Hold() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = true
+}
+
+// Release ends a Hold. It handles the control messages and moves the data
+// that arrived meanwhile, because a notification during the hold was
+// dropped.
+func (c *Console) Release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = false
+	if c.queues == nil {
+		return
+	}
+	if c.multiport {
 		c.readControl()
 	}
 	c.pump()
@@ -242,7 +270,7 @@ func (c *Console) Notify(queue int) {
 // buffered host data into receive buffers and transmitted data into host
 // buffers. Then it raises the interrupts the driver asked for.
 func (c *Console) pump() {
-	if c.queues == nil {
+	if c.queues == nil || c.held {
 		return
 	}
 	c.sendControl()

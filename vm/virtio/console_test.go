@@ -495,3 +495,44 @@ func TestConsoleHostOpenState(t *testing.T) {
 		t.Errorf("saved state has HostOpen true after SetHostOpen(false)")
 	}
 }
+
+// TestConsoleHoldStopsTransfers checks that a held console writes nothing
+// into guest memory and raises no interrupt, whatever the host and the
+// guest do, and moves it all on Release.
+func TestConsoleHoldStopsTransfers(t *testing.T) {
+	g := newConsoleGuest(t, ^uint64(0))
+	g.bringUp()
+	agent := g.dev.Port(1)
+	g.ackInterrupt()
+
+	g.dev.Hold()
+	if _, err := agent.Write([]byte("during hold")); err != nil {
+		t.Fatal(err)
+	}
+	head := g.transmit(g.queues[5], []byte("from guest"))
+	if got := g.receive(g.queues[4]); len(got) != 0 {
+		t.Errorf("guest received %q while the console was held", got)
+	}
+	if used := g.queues[5].takeUsed(); len(used) != 0 {
+		t.Errorf("transmit queue used ring = %+v while the console was held, want it empty", used)
+	}
+	if _, toHost := agent.Buffered(); toHost != 0 {
+		t.Errorf("host buffered %d transmitted bytes while the console was held, want 0", toHost)
+	}
+	if st := g.ackInterrupt(); st != 0 {
+		t.Errorf("InterruptStatus = %#x while the console was held, want 0", st)
+	}
+
+	g.dev.Release()
+	if got := string(g.receive(g.queues[4])); got != "during hold" {
+		t.Errorf("guest received %q after Release, want %q", got, "during hold")
+	}
+	buf := make([]byte, 64)
+	n, err := agent.Read(buf)
+	if err != nil || string(buf[:n]) != "from guest" {
+		t.Errorf("host read %q, %v after Release; want %q", buf[:n], err, "from guest")
+	}
+	if used := g.queues[5].takeUsed(); len(used) != 1 || used[0].id != head {
+		t.Errorf("transmit queue used ring after Release = %+v, want head %d", used, head)
+	}
+}

@@ -51,6 +51,19 @@ type Activation struct {
 	ConfigChanged func()
 }
 
+// Holder is a device that touches guest memory from host goroutines, not
+// only when a vCPU notifies it (the console delivers host writes and takes
+// transmitted data whenever the host reads or writes a port). Hold stops
+// that, and the interrupts it raises, until Release. A machine holds its
+// devices while it is paused, so that a snapshot records guest memory,
+// queue state and interrupt state of one moment.
+type Holder interface {
+	// Hold returns after any running transfer has finished.
+	Hold()
+	// Release moves what waited during the hold.
+	Release()
+}
+
 // Device is the device-type half of a virtio device; Transport is the
 // other half. Implementations must be safe for concurrent use: the
 // Transport calls Notify without holding its own lock.
