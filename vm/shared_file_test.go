@@ -395,11 +395,13 @@ func TestSharedMemoryHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as the helper process of TestSharedMemoryAcrossProcesses")
 	}
+
 	pager := newTestPager()
 	shared := openTestBacking(t, dir, "index", pager)
 	if _, err := shared.populate(2); err != nil {
 		t.Fatal(err)
 	}
+
 	// Without userfaultfd, only pages that are in the file may be read
 	// here: a read of a missing page would add a zero page to the file.
 	mem, err := shared.mapPrivate()
@@ -409,6 +411,7 @@ func TestSharedMemoryHelperProcess(t *testing.T) {
 	if !bytes.Equal(mem[2*testChunk:3*testChunk], pager.image[2*testChunk:3*testChunk]) {
 		t.Fatal("helper's mapping of chunk 2 differs from the image")
 	}
+
 	fmt.Println("ready")
 	if os.Getenv(helperModeEnv) == "hold" {
 		// A sleep, not an empty select: with no goroutine runnable and no
@@ -416,6 +419,7 @@ func TestSharedMemoryHelperProcess(t *testing.T) {
 		time.Sleep(10 * time.Minute)
 		t.Fatal("helper was not killed within 10 minutes")
 	}
+
 	if err := unix.Munmap(mem); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ const settleTime = 10 * time.Second
 // guest has only the busybox initramfs userland and the children only
 // idle, the smallest working set a guest has. In "data-32MiB" the guest
 // also loads 32 MiB of random data into its page cache, standing in for
-// the heap and caches of a warmed runtime, and each child reads all of it
+// the heap and caches of a warmed runtime. Each child reads all of it
 // once after its resume and then idles, as a child that used its warm
 // state read-only does.
 //
