@@ -17,8 +17,10 @@ HOST_ARCH  := $(shell uname -m)
 NATIVE_KVM := $(shell [ "$(HOST_ARCH)" = aarch64 ] && [ -w /dev/kvm ] && echo yes)
 
 # Runtime assets of spore.
-# The default guest kernel, from the Go module cache.
-GUEST_KERNEL = $(shell $(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz
+# The default guest kernel, from the Go module cache. go mod download
+# fetches the module on a fresh machine, where go list would print no
+# directory.
+GUEST_KERNEL := $(shell $(GO) mod download -json github.com/gokrazy/kernel.arm64 | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')/vmlinuz
 # The guest init archive that spore embeds.
 GUEST_INITRD := guest-init/initrd/assets/init.cpio
 # A static arm64 busybox from Debian: the shell of guests without a root disk.
