@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -34,6 +35,9 @@ type Globals struct {
 	JSON  bool   `help:"Print results and errors as JSON for scripts."`
 	Debug bool   `help:"Log debug details on stderr."`
 	Store string `help:"Store directory (default $XDG_DATA_HOME/spore, or ~/.local/share/spore)." env:"SPORE_STORE" placeholder:"DIR"`
+	// ConsoleLog keeps the guest kernel's messages, which spore otherwise
+	// shows only with --debug, for a guest that crashed or hung.
+	ConsoleLog string `name:"console-log" help:"Append the console output of every guest this command starts (kernel messages, init) to FILE." env:"SPORE_CONSOLE_LOG" placeholder:"FILE"`
 }
 
 // configureLogging sets the default slog logger: warnings only, or
@@ -45,6 +49,32 @@ func (g *Globals) configureLogging() {
 	}
 	handler := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
 	slog.SetDefault(slog.New(handler))
+}
+
+// kernelLog returns where guest console output goes: the --console-log
+// file, stderr with --debug, both, or nil for nowhere. closeLog closes the
+// file.
+func (g *Globals) kernelLog() (w io.Writer, closeLog func(), err error) {
+	var writers []io.Writer
+	closeLog = func() {}
+	if g.ConsoleLog != "" {
+		f, err := os.OpenFile(g.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--console-log %s: %w; give a file in a writable directory", g.ConsoleLog, err)
+		}
+		writers = append(writers, f)
+		closeLog = func() { f.Close() }
+	}
+	if g.Debug {
+		writers = append(writers, os.Stderr)
+	}
+	switch len(writers) {
+	case 0:
+		return nil, closeLog, nil
+	case 1:
+		return writers[0], closeLog, nil
+	}
+	return io.MultiWriter(writers...), closeLog, nil
 }
 
 // writeJSON prints v as indented JSON followed by a newline.

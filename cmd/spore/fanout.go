@@ -88,9 +88,12 @@ func (c *FanoutCmd) Run(g *Globals) error {
 	if c.ShareMemory {
 		opts.Guest.SharedMemoryDir = sharedMemoryDir()
 	}
-	if g.Debug {
-		opts.Guest.KernelLog = os.Stderr
+	kernelLog, closeLog, err := g.kernelLog()
+	if err != nil {
+		return withExitCode(ExitUsage, err)
 	}
+	defer closeLog()
+	opts.Guest.KernelLog = kernelLog
 	start := time.Now()
 	results, err := guest.Fanout(ctx, store, children, opts)
 	if err != nil {

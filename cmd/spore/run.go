@@ -93,6 +93,12 @@ func (c *RunCmd) Run(g *Globals) error {
 	if c.CaptureAfter > 0 && c.Capture == "" {
 		return withExitCode(ExitUsage, errors.New("--capture-after needs --capture REF"))
 	}
+	kernelLog, closeLog, err := g.kernelLog()
+	if err != nil {
+		return withExitCode(ExitUsage, err)
+	}
+	defer closeLog()
+	opts.KernelLog = kernelLog
 	var captureRef string
 	if c.Capture != "" {
 		if captureRef, err = fullRefName(c.Capture); err != nil {
@@ -299,9 +305,6 @@ func (c *RunCmd) options(g *Globals) (guest.Options, error) {
 	}
 	if c.From != "" && c.ShareMemory {
 		opts.ShareMemory, opts.SharedMemoryDir = true, sharedMemoryDir()
-	}
-	if g.Debug {
-		opts.KernelLog = os.Stderr
 	}
 	if c.Kernel != "" {
 		if opts.Kernel, err = os.ReadFile(c.Kernel); err != nil {

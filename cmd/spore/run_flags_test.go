@@ -25,6 +25,7 @@ func TestRunRejectsFlagCombinations(t *testing.T) {
 		{[]string{"run", "--from", "base", "--memory", "1G", "--", "true"}, "--cpus and --memory cannot be combined with --from"},
 		{[]string{"run", "--cpus", "0", "--", "true"}, "invalid --cpus 0"},
 		{[]string{"run", "--cpus=-1", "--", "true"}, "invalid --cpus -1"},
+		{[]string{"--console-log", filepath.Join(image, "console.log"), "run", "--", "true"}, "--console-log " + filepath.Join(image, "console.log")},
 	}
 	for _, c := range cases {
 		r := spore(t, dir, c.args...)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,9 +86,9 @@ func startSpore(t testing.TB, inv invocation, args ...string) *sporeProcess {
 	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
 	p := &sporeProcess{args: args, cancel: cancel, done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, sporeBinary(t), args...)
-	if inv.env != nil {
-		p.cmd.Env = append(os.Environ(), inv.env...)
-	}
+	console := filepath.Join(t.TempDir(), "console.log")
+	p.cmd.Env = append(os.Environ(), "SPORE_CONSOLE_LOG="+console)
+	p.cmd.Env = append(p.cmd.Env, inv.env...)
 	p.cmd.Cancel = func() error { return p.cmd.Process.Signal(syscall.SIGQUIT) }
 	p.cmd.WaitDelay = 10 * time.Second
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
@@ -111,8 +113,29 @@ func startSpore(t testing.TB, inv invocation, args ...string) *sporeProcess {
 		defer timer.Stop()
 		<-p.done
 		cancel()
+		if t.Failed() {
+			logConsoleTail(t, args, console)
+		}
 	})
 	return p
+}
+
+// consoleTailLines is how much of a guest console a failed test shows.
+const consoleTailLines = 60
+
+// logConsoleTail shows the end of the console log of one spore
+// invocation, so that a guest that crashed or stopped answering in a
+// failed test leaves its kernel messages in the test output.
+func logConsoleTail(t testing.TB, args []string, path string) {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) == 0 {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > consoleTailLines {
+		lines = lines[len(lines)-consoleTailLines:]
+	}
+	t.Logf("guest console of spore %q, last %d lines:\n%s", args, len(lines), strings.Join(lines, "\n"))
 }
 
 // exited reports whether spore has exited.

@@ -139,6 +139,7 @@ type fanout struct {
 	start      time.Time
 	hasCommand bool
 	mu         sync.Mutex // serializes Events calls
+	consoleMu  sync.Mutex // serializes writes to Guest.KernelLog
 }
 
 func (f *fanout) emit(e FanoutEvent) {
@@ -158,6 +159,11 @@ func (f *fanout) run(ctx context.Context, child FanoutChild) FanoutResult {
 	opts := f.opts.Guest
 	if opts.Logger != nil {
 		opts.Logger = opts.Logger.With("child", child.Name)
+	}
+	if opts.KernelLog != nil {
+		console := f.kernelLog(child.Name)
+		defer console.Flush()
+		opts.KernelLog = console
 	}
 	g, err := Resume(ctx, f.store, child.Commit, child.Name, opts)
 	if err != nil {
@@ -189,6 +195,17 @@ func (f *fanout) run(ctx context.Context, child FanoutChild) FanoutResult {
 	}
 	result.RunMS = time.Since(started).Milliseconds()
 	return result
+}
+
+// kernelLog returns a writer that passes a child's console output to the
+// shared KernelLog line by line, each line prefixed with the child's name
+// so that the consoles of children running side by side stay apart.
+func (f *fanout) kernelLog(child string) *lineWriter {
+	return &lineWriter{emit: func(line []byte) {
+		f.consoleMu.Lock()
+		defer f.consoleMu.Unlock()
+		fmt.Fprintf(f.opts.Guest.KernelLog, "%s: %s\n", child, line)
+	}}
 }
 
 // exec runs the request in a resumed child and records its status.

@@ -30,6 +30,19 @@ func TestLineWriterBoundsLongLine(t *testing.T) {
 	}
 }
 
+func TestFanoutKernelLogNamesChild(t *testing.T) {
+	var log bytes.Buffer
+	f := &fanout{opts: FanoutOptions{Guest: Options{KernelLog: &log}}}
+	first, second := f.kernelLog("000000"), f.kernelLog("000001")
+	first.Write([]byte("Unable to handle kernel NULL pointer\n[ 1.5] pc : x"))
+	second.Write([]byte("booted\n"))
+	first.Flush()
+	want := "000000: Unable to handle kernel NULL pointer\n000001: booted\n000000: [ 1.5] pc : x\n"
+	if log.String() != want {
+		t.Errorf("kernel log = %q, expected %q", log.String(), want)
+	}
+}
+
 func TestFanoutNeedsCommandOrDuration(t *testing.T) {
 	_, err := Fanout(t.Context(), nil, []FanoutChild{{Name: "a"}}, FanoutOptions{})
 	if err == nil || !strings.Contains(err.Error(), "needs a duration") {
