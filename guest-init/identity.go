@@ -88,14 +88,18 @@ func (id *Identity) Apply(ctx context.Context, m *agent.SetIdentity) error {
 			return fmt.Errorf("set hostname %q: %w", m.Hostname, err)
 		}
 	}
-	if err := id.writeFiles(m); err != nil {
+	if err := id.WriteFiles(m); err != nil {
 		return err
 	}
-	logf("identity %s: RNG, clock, hostname and %s written", m.Generation, id.RunDir)
 	return id.runHooks(ctx, m, logf)
 }
 
-func (id *Identity) writeFiles(m *agent.SetIdentity) error {
+// WriteFiles writes RunDir/generation.json and RunDir/env for m. Init
+// calls it at boot too, so that a booted guest has the files of
+// generation 0 and its snapshot already holds them: a resume then replaces
+// files and reuses code paths that exist, which writes fewer of the pages
+// that children of one commit share.
+func (id *Identity) WriteFiles(m *agent.SetIdentity) error {
 	if err := os.MkdirAll(id.RunDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", id.RunDir, err)
 	}

@@ -3,7 +3,6 @@ package guestinit
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 	"unsafe"
 
@@ -15,21 +14,23 @@ import (
 // (RNDRESEEDCRNG, Linux 4.17 and later), so output after the call depends
 // on seed. Both need CAP_SYS_ADMIN.
 func ReseedRNG(seed []byte) error {
-	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	// A raw descriptor, not an os.File: the device needs no poller
+	// registration or finalizer for two ioctls.
+	fd, err := unix.Open("/dev/urandom", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("open /dev/urandom: %w", err)
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 
 	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
 	info := make([]byte, 8+(len(seed)+3)/4*4)
 	*(*int32)(unsafe.Pointer(&info[0])) = int32(len(seed) * 8)
 	*(*int32)(unsafe.Pointer(&info[4])) = int32(len(seed))
 	copy(info[8:], seed)
-	if err := ioctlPtr(int(f.Fd()), unix.RNDADDENTROPY, unsafe.Pointer(&info[0])); err != nil {
+	if err := ioctlPtr(fd, unix.RNDADDENTROPY, unsafe.Pointer(&info[0])); err != nil {
 		return fmt.Errorf("RNDADDENTROPY with %d bytes: %w", len(seed), err)
 	}
-	if err := ioctlPtr(int(f.Fd()), unix.RNDRESEEDCRNG, nil); err != nil {
+	if err := ioctlPtr(fd, unix.RNDRESEEDCRNG, nil); err != nil {
 		return fmt.Errorf("RNDRESEEDCRNG: %w", err)
 	}
 	return nil

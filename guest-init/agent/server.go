@@ -282,9 +282,9 @@ func (s *Server) handleHelloLocked(h *Hello) {
 	s.ready = true
 	s.helloNonce = h.Nonce
 	version := min(h.MaxVersion, ProtocolVersion)
-	reply := s.helloReplyLocked(version, h.Nonce)
-	s.log.Printf("agent: host connected (protocol %d, %d sessions)", version, len(reply.Sessions))
-	s.replyLocked(reply)
+	// No log line here: a write to the console costs every resumed guest
+	// memory pages of its own, and the host logs the connection.
+	s.replyLocked(s.helloReplyLocked(version, h.Nonce))
 }
 
 func (s *Server) helloReplyLocked(version uint16, nonce uint64) *HelloReply {

@@ -233,7 +233,6 @@ func (s *Server) setIdentityLocked(ctx context.Context, m *SetIdentity) {
 		} else {
 			s.generation = m.Generation
 			s.identityEnv = append([]string{"SPORE_GENERATION_ID=" + m.Generation}, m.Env...)
-			s.log.Printf("agent: identity %s applied", m.Generation)
 		}
 		s.replyLocked(done)
 		pending := s.pendingExec

@@ -72,6 +72,21 @@ func TestExecStreamsAndStatus(t *testing.T) {
 	}
 }
 
+func TestBootedGuestIsGenerationZero(t *testing.T) {
+	g := bootTestGuest(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	env := run(t, ctx, g, "cat /run/spore/env")
+	if env != "SPORE_GENERATION_ID=0\nSPORE_GENERATION=0\n" {
+		t.Errorf("/run/spore/env of a booted guest = %q, expected generation 0", env)
+	}
+	generation := run(t, ctx, g, "cat /run/spore/generation.json")
+	if !strings.Contains(generation, `"generation": "0"`) {
+		t.Errorf("/run/spore/generation.json of a booted guest = %q, expected generation 0", generation)
+	}
+}
+
 func TestExecForwardsStdin(t *testing.T) {
 	g := bootTestGuest(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
