@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/spore-vm/spore/refs"
 	"github.com/spore-vm/spore/transport"
 )
 
@@ -18,30 +17,21 @@ type PackCmd struct {
 }
 
 func (c *PackCmd) Run(g *Globals) error {
-	s, r, err := g.openStore()
+	src, err := g.openExport(c.Revision, c.Children)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	id, refName, err := refs.Revision(s, r, c.Revision)
-	if err != nil {
-		return revisionError(err)
-	}
+	defer src.Close()
+	id := src.commit
 
-	opts := transport.PackOptions{}
-	if strings.HasPrefix(refName, "refs/") {
-		opts.Ref = refName
-	}
-	if c.Children {
-		opts.Children, err = forkChildren(r, id, refName)
-		if err != nil {
-			return err
-		}
+	opts := transport.PackOptions{Children: src.children}
+	if strings.HasPrefix(src.ref, "refs/") {
+		opts.Ref = src.ref
 	}
 
 	progress := newProgressPrinter(g)
 	opts.Progress = progress.report
-	result, err := transport.Pack(context.Background(), s, c.Out, id, opts)
+	result, err := transport.Pack(context.Background(), src.store, c.Out, id, opts)
 	progress.finish()
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", c.Revision, err)

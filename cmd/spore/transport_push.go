@@ -30,30 +30,19 @@ func (c *PushCmd) Run(g *Globals) error {
 		return withExitCode(ExitUsage, fmt.Errorf("push destination %q names a digest; name a tag or nothing (REGISTRY/REPO[:TAG])", c.Destination))
 	}
 
-	s, r, err := g.openStore()
+	src, err := g.openExport(c.Revision, c.Children)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	id, refName, err := refs.Revision(s, r, c.Revision)
-	if err != nil {
-		return revisionError(err)
-	}
-
-	var children []transport.Child
-	if c.Children {
-		children, err = forkChildren(r, id, refName)
-		if err != nil {
-			return err
-		}
-	}
+	defer src.Close()
+	id := src.commit
 
 	repo, err := transport.OpenRepository(c.Destination, transport.RemoteOptions{PlainHTTP: c.PlainHTTP})
 	if err != nil {
 		return withExitCode(ExitUsage, err)
 	}
 	progress := newProgressPrinter(g)
-	result, err := transport.Push(context.Background(), s, repo, id, transport.PushOptions{Tag: tag, Children: children, Progress: progress.report})
+	result, err := transport.Push(context.Background(), src.store, repo, id, transport.PushOptions{Tag: tag, Children: src.children, Progress: progress.report})
 	progress.finish()
 	if err != nil {
 		return fmt.Errorf("push to %s: %w", ref.Registry, err)
@@ -72,27 +61,6 @@ func (c *PushCmd) Run(g *Globals) error {
 	}
 	fmt.Printf("%d blobs sent (%s), %d skipped, %d manifests\n", result.Total.Blobs, formatBytes(result.Total.Bytes), result.Total.BlobsSkipped, result.Total.Manifests)
 	return nil
-}
-
-// forkChildren returns the commits under the fork namespace of the
-// revision (see refs.ForkNamespace), where spore fork writes children.
-func forkChildren(r *refs.Refs, id objects.ID, refName string) ([]transport.Child, error) {
-	prefix := refs.ForkNamespace(refName, id)
-	list, err := r.List(prefix)
-	if err != nil {
-		return nil, err
-	}
-	var children []transport.Child
-	for _, ref := range list {
-		if ref.Target.IsZero() {
-			continue
-		}
-		children = append(children, transport.Child{Name: strings.TrimPrefix(ref.Name, prefix), Commit: ref.Target})
-	}
-	if len(children) == 0 {
-		return nil, fmt.Errorf("--children: no fork children under %s (fork the commit first, or leave out --children)", prefix)
-	}
-	return children, nil
 }
 
 // pullRefName turns the --ref value into a full ref name: names without
