@@ -95,10 +95,9 @@ func (id *Identity) Apply(ctx context.Context, m *agent.SetIdentity) error {
 }
 
 // WriteFiles writes RunDir/generation.json and RunDir/env for m. Init
-// calls it at boot too, so that a booted guest has the files of
-// generation 0 and its snapshot already holds them: a resume then replaces
-// files and reuses code paths that exist, which writes fewer of the pages
-// that children of one commit share.
+// also calls it at boot, so a booted guest has the files of generation 0.
+// A snapshot then already holds the files and the code paths that write
+// them, so a resume writes fewer of the pages its siblings share.
 func (id *Identity) WriteFiles(m *agent.SetIdentity) error {
 	if err := os.MkdirAll(id.RunDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", id.RunDir, err)

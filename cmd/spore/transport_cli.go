@@ -18,8 +18,8 @@ type TransportCommands struct {
 	Unpack UnpackCmd `cmd:"" help:"Import a bundle that spore pack wrote into the store."`
 }
 
-// export is what push and pack send: a commit of the open store, the ref
-// that named it and, with --children, its fork children.
+// export is the source of a push or pack: a commit of the open store, the
+// ref that named it and, with --children, its fork children.
 type export struct {
 	store    *objects.Store
 	commit   objects.ID
@@ -49,7 +49,7 @@ func (g *Globals) openExport(revision string, children bool) (*export, error) {
 	return src, nil
 }
 
-// Close closes the store.
+// Close closes the store of the export.
 func (e *export) Close() error { return e.store.Close() }
 
 // forkChildren returns the commits under the fork namespace of the

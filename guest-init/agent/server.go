@@ -282,8 +282,8 @@ func (s *Server) handleHelloLocked(h *Hello) {
 	s.ready = true
 	s.helloNonce = h.Nonce
 	version := min(h.MaxVersion, ProtocolVersion)
-	// No log line here: a write to the console costs every resumed guest
-	// memory pages of its own, and the host logs the connection.
+	// No log line here, because the host logs the connection and a console
+	// write makes each resumed guest copy more of its shared pages.
 	s.replyLocked(s.helloReplyLocked(version, h.Nonce))
 }
 

@@ -172,7 +172,7 @@ func serveAgent(logger *log.Logger, reaper *agent.Reaper, cfg guestinit.Config) 
 	}
 	// A booted guest is generation 0 until the host applies an identity.
 	if err := identity.WriteFiles(&agent.SetIdentity{Generation: "0", Env: []string{"SPORE_GENERATION=0"}}); err != nil {
-		logger.Printf("identity of the booted guest: %v", err)
+		logger.Printf("failed to write the identity files of the booted guest: %v", err)
 	}
 	srv := agent.NewServer(agent.ServerConfig{
 		AgentVersion:  agentVersion(),
