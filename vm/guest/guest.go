@@ -303,7 +303,7 @@ func (g *Guest) connectAgent(ctx context.Context, port io.ReadWriter, timeout ti
 		default:
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("guest agent did not respond within %v; rerun with --debug to see the guest console", timeout)
+			return fmt.Errorf("guest agent did not respond within %v; rerun with --console-log FILE or --debug to see the guest console", timeout)
 		}
 		return fmt.Errorf("connect to the guest agent: %w", err)
 	}
