@@ -48,7 +48,8 @@ const settleTime = 10 * time.Second
 // pss-8/rss-mean divides the total PSS of the eight by their mean RSS,
 // which is the PSS one of them would have alone, measured at one moment.
 // private-KiB-per-child is the mean of the pages each of the eight wrote
-// since its resume.
+// since its resume. pss-booted-MiB is the PSS of the guest RAM of the
+// booted, warmed guest just before the capture.
 func BenchmarkSharedMemoryPSS(b *testing.B) {
 	cases := []struct {
 		name string
@@ -77,11 +78,18 @@ func benchmarkSharedMemoryPSS(b *testing.B, warm, use string) {
 	run(b, ctx, g, warm+"echo warm > /tmp/warm; sleep 1000000 </dev/null >/dev/null 2>&1 &")
 	// Let the guest settle, as a warmed guest has, before it is captured.
 	time.Sleep(settleTime)
+	// The booted guest's RAM, all of it the guest's own, is what one
+	// guest costs without a snapshot to share.
+	parent, err := g.MemoryUsage()
+	if err != nil {
+		b.Fatal(err)
+	}
 	id, _, err := g.Capture(CaptureOptions{Store: store, Refs: refsDB, Ref: "refs/heads/base"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	g.Kill()
+	b.ReportMetric(float64(parent.PSS)/(1<<20), "pss-booted-MiB")
 
 	for range b.N {
 		for _, share := range []bool{true, false} {
