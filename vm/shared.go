@@ -284,10 +284,14 @@ func (s *SharedMemory) populate(c uint64) (chunkResult, error) {
 }
 
 // readChunk reads chunk c from the pager and writes it into the backing,
-// unless another process already wrote it there.
+// unless another process already wrote it there. It holds the chunk's
+// lock meanwhile, so a process that faults on it at the same time waits
+// and then finds it.
 func (s *SharedMemory) readChunk(c uint64) (chunkResult, error) {
 	off := c * s.chunkSize
 	length := min(s.chunkSize, s.size-off)
+	unlock := s.lockChunk(off, length)
+	defer unlock()
 	if s.inFile(off, length) {
 		s.stats.found.Add(1)
 		return chunkResult{}, nil
