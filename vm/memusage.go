@@ -41,19 +41,58 @@ func (m *Machine) MemoryUsage() (MemoryUsage, error) {
 	defer f.Close()
 
 	start := uint64(m.ram.hostAddr())
-	usage, err := parseSmaps(f, start, start+m.ram.size())
+	usage, err := parseSmapsRange(f, start, start+m.ram.size())
 	if err != nil {
 		return MemoryUsage{}, fmt.Errorf("read guest RAM memory usage from /proc/self/smaps: %w", err)
 	}
 	return usage, nil
 }
 
-// parseSmaps sums the fields of the smaps entries that lie inside
+// SmapsEntry is the header of one /proc/PID/smaps entry: its address
+// range and the path it maps, empty for anonymous memory.
+type SmapsEntry struct {
+	Start, End uint64
+	Path       string
+}
+
+// ProcessMemoryUsage sums the /proc/PID/smaps entries of process pid for
+// which match returns true, and returns the paths of those entries. It
+// measures the guest RAM of machines in another process, such as a spore
+// command that a test started.
+func ProcessMemoryUsage(pid int, match func(SmapsEntry) bool) (MemoryUsage, map[string]bool, error) {
+	path := fmt.Sprintf("/proc/%d/smaps", pid)
+	f, err := os.Open(path)
+	if err != nil {
+		return MemoryUsage{}, nil, fmt.Errorf("read the memory usage of process %d: %w", pid, err)
+	}
+	defer f.Close()
+
+	usage, paths, err := parseSmaps(f, match)
+	if err != nil {
+		return MemoryUsage{}, nil, fmt.Errorf("read the memory usage from %s: %w", path, err)
+	}
+	return usage, paths, nil
+}
+
+// parseSmapsRange sums the fields of the smaps entries that lie inside
 // [start, end). The kernel may split one mapping into several entries.
-func parseSmaps(r io.Reader, start, end uint64) (MemoryUsage, error) {
+func parseSmapsRange(r io.Reader, start, end uint64) (MemoryUsage, error) {
+	usage, paths, err := parseSmaps(r, func(e SmapsEntry) bool { return e.Start >= start && e.End <= end })
+	if err != nil {
+		return MemoryUsage{}, err
+	}
+	if len(paths) == 0 {
+		return MemoryUsage{}, fmt.Errorf("no mapping inside [%#x, %#x)", start, end)
+	}
+	return usage, nil
+}
+
+// parseSmaps sums the fields of the smaps entries that match accepts and
+// returns the set of their paths, in which anonymous entries are "".
+func parseSmaps(r io.Reader, match func(SmapsEntry) bool) (MemoryUsage, map[string]bool, error) {
 	var usage MemoryUsage
+	paths := map[string]bool{}
 	inside := false
-	found := false
 	scanner := bufio.NewScanner(r)
 	for scanner.Scan() {
 		line := scanner.Text()
@@ -62,10 +101,17 @@ func parseSmaps(r io.Reader, start, end uint64) (MemoryUsage, error) {
 			continue
 		}
 
-		// A header line starts with the address range, "7f00-7f80 rw-p ...".
+		// A header line starts with the address range and ends with the
+		// path, if any, from the sixth field on: "7f00-7f80 rw-p 0 00:05 7 /a".
 		if lo, hi, ok := parseRange(fields[0]); ok {
-			inside = lo >= start && hi <= end
-			found = found || inside
+			entry := SmapsEntry{Start: lo, End: hi}
+			if len(fields) >= 6 {
+				entry.Path = strings.Join(fields[5:], " ")
+			}
+			inside = match(entry)
+			if inside {
+				paths[entry.Path] = true
+			}
 			continue
 		}
 		if !inside || len(fields) != 3 || fields[2] != "kB" {
@@ -73,7 +119,7 @@ func parseSmaps(r io.Reader, start, end uint64) (MemoryUsage, error) {
 		}
 		kib, err := strconv.ParseUint(fields[1], 10, 64)
 		if err != nil {
-			return MemoryUsage{}, fmt.Errorf("invalid line %q: %w", line, err)
+			return MemoryUsage{}, nil, fmt.Errorf("invalid line %q: %w", line, err)
 		}
 		switch fields[0] {
 		case "Rss:":
@@ -87,12 +133,9 @@ func parseSmaps(r io.Reader, start, end uint64) (MemoryUsage, error) {
 		}
 	}
 	if err := scanner.Err(); err != nil {
-		return MemoryUsage{}, err
+		return MemoryUsage{}, nil, err
 	}
-	if !found {
-		return MemoryUsage{}, fmt.Errorf("no mapping inside [%#x, %#x)", start, end)
-	}
-	return usage, nil
+	return usage, paths, nil
 }
 
 // parseRange parses "lo-hi" in hexadecimal.

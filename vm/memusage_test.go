@@ -25,7 +25,7 @@ Pss:                 999 kB
 `
 
 func TestParseSmapsSumsSplitMapping(t *testing.T) {
-	usage, err := parseSmaps(strings.NewReader(smapsSample), 0x7f0000000000, 0x7f0000200000)
+	usage, err := parseSmapsRange(strings.NewReader(smapsSample), 0x7f0000000000, 0x7f0000200000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +36,23 @@ func TestParseSmapsSumsSplitMapping(t *testing.T) {
 }
 
 func TestParseSmapsMissingMapping(t *testing.T) {
-	_, err := parseSmaps(strings.NewReader(smapsSample), 0x1000, 0x2000)
+	_, err := parseSmapsRange(strings.NewReader(smapsSample), 0x1000, 0x2000)
 	if err == nil || !strings.Contains(err.Error(), "0x1000") {
 		t.Errorf("error %v, want one naming the range", err)
+	}
+}
+
+func TestParseSmapsMatchesByPath(t *testing.T) {
+	usage, paths, err := parseSmaps(strings.NewReader(smapsSample), func(e SmapsEntry) bool {
+		return strings.HasPrefix(e.Path, "/memfd:")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if usage.RSS != 520<<10 {
+		t.Errorf("RSS of the memfd entries = %d KiB, expected 520", usage.RSS>>10)
+	}
+	if len(paths) != 1 || !paths["/memfd:spore-guest-ram (deleted)"] {
+		t.Errorf("paths = %v, expected the memfd's path with its spaces", paths)
 	}
 }

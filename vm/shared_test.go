@@ -267,7 +267,7 @@ func smapsUsage(t *testing.T, c *sharedChild) MemoryUsage {
 	}
 	defer f.Close()
 	start := uint64(c.ram.hostAddr())
-	usage, err := parseSmaps(f, start, start+c.ram.size())
+	usage, err := parseSmapsRange(f, start, start+c.ram.size())
 	if err != nil {
 		t.Fatal(err)
 	}

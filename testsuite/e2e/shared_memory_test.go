@@ -1,103 +1,19 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spore-vm/spore/vm"
 )
-
-// mappingUsage sums the smaps fields of a process's mappings of files
-// under one directory, in bytes.
-type mappingUsage struct {
-	paths                      map[string]bool
-	rss, pss                   uint64
-	sharedClean, sharedDirty   uint64
-	privateClean, privateDirty uint64
-}
-
-// shared returns the resident bytes that other mappings map too. A tmpfs
-// page that write() filled stays dirty, because shmem has no writeback,
-// so smaps counts the backing's pages as Shared_Dirty, not Shared_Clean.
-func (u mappingUsage) shared() uint64 { return u.sharedClean + u.sharedDirty }
-
-// smapsUsage reads /proc/PID/smaps and sums the entries whose path is in
-// dir. The kernel may split one mapping into several entries.
-func smapsUsage(t *testing.T, pid int, dir string) mappingUsage {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		t.Fatalf("read the mappings of spore process %d: %v", pid, err)
-	}
-	defer f.Close()
-
-	usage := mappingUsage{paths: map[string]bool{}}
-	inside := false
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		fields := strings.Fields(scanner.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		// A header line starts with the address range, "7f00-7f80 rw-p ...",
-		// and ends with the path, if any, from the sixth field on.
-		if isAddressRange(fields[0]) {
-			path := ""
-			if len(fields) >= 6 {
-				path = strings.Join(fields[5:], " ")
-			}
-			inside = strings.HasPrefix(path, dir+"/")
-			if inside {
-				usage.paths[path] = true
-			}
-			continue
-		}
-		if !inside || len(fields) != 3 || fields[2] != "kB" {
-			continue
-		}
-		kib, err := strconv.ParseUint(fields[1], 10, 64)
-		if err != nil {
-			t.Fatalf("invalid smaps line %q of process %d", scanner.Text(), pid)
-		}
-		switch fields[0] {
-		case "Rss:":
-			usage.rss += kib << 10
-		case "Pss:":
-			usage.pss += kib << 10
-		case "Shared_Clean:":
-			usage.sharedClean += kib << 10
-		case "Shared_Dirty:":
-			usage.sharedDirty += kib << 10
-		case "Private_Clean:":
-			usage.privateClean += kib << 10
-		case "Private_Dirty:":
-			usage.privateDirty += kib << 10
-		}
-	}
-	if err := scanner.Err(); err != nil {
-		t.Fatalf("read the mappings of spore process %d: %v", pid, err)
-	}
-	return usage
-}
-
-// isAddressRange reports whether s is "lo-hi" in hexadecimal.
-func isAddressRange(s string) bool {
-	lo, hi, ok := strings.Cut(s, "-")
-	if !ok {
-		return false
-	}
-	_, errLo := strconv.ParseUint(lo, 16, 64)
-	_, errHi := strconv.ParseUint(hi, 16, 64)
-	return errLo == nil && errHi == nil
-}
 
 // TestRunSharesMemoryAcrossProcesses resumes one commit in two spore run
 // processes at once. While both wait for input, each must map the same
@@ -152,20 +68,27 @@ func TestRunSharesMemoryAcrossProcesses(t *testing.T) {
 	var rss, pss uint64
 	var files []string
 	for i, p := range procs {
-		usage := smapsUsage(t, p.pid(), dir)
-		t.Logf("guest %d (pid %d): files %v, RSS %d KiB, PSS %d KiB, shared clean %d KiB, shared dirty %d KiB, private clean %d KiB, private dirty %d KiB",
-			i, p.pid(), usage.paths, usage.rss>>10, usage.pss>>10, usage.sharedClean>>10, usage.sharedDirty>>10, usage.privateClean>>10, usage.privateDirty>>10)
-		if len(usage.paths) != 1 {
-			t.Fatalf("guest %d maps %d files under %s, want 1: %v", i, len(usage.paths), dir, usage.paths)
+		usage, paths, err := vm.ProcessMemoryUsage(p.pid(), func(e vm.SmapsEntry) bool {
+			return strings.HasPrefix(e.Path, dir+"/")
+		})
+		if err != nil {
+			t.Fatalf("guest %d: %v", i, err)
 		}
-		for path := range usage.paths {
+		t.Logf("guest %d (pid %d): files %v, RSS %d KiB, PSS %d KiB, shared %d KiB, anonymous %d KiB",
+			i, p.pid(), paths, usage.RSS>>10, usage.PSS>>10, usage.Shared>>10, usage.Anonymous>>10)
+		if len(paths) != 1 {
+			t.Fatalf("guest %d maps %d files under %s, want 1: %v", i, len(paths), dir, paths)
+		}
+		for path := range paths {
 			files = append(files, path)
 		}
-		if usage.shared() == 0 {
+		// A tmpfs page that write() filled stays dirty, because shmem has
+		// no writeback, so Shared counts Shared_Dirty pages too.
+		if usage.Shared == 0 {
 			t.Errorf("guest %d has no pages of the backing that another process maps too", i)
 		}
-		rss += usage.rss
-		pss += usage.pss
+		rss += usage.RSS
+		pss += usage.PSS
 	}
 	if files[0] != files[1] {
 		t.Errorf("the guests map different files: %s and %s", files[0], files[1])
