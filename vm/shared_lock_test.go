@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"sync"
 	"testing"
 	"time"
 )
@@ -19,82 +20,90 @@ func (p *gatedPager) ReadChunk(off uint64) ([]byte, bool, error) {
 	return p.slicePager.ReadChunk(off)
 }
 
-func TestChunkLockMakesSecondBackingWait(t *testing.T) {
+// lockTest is two backings of one file, each with its own descriptor as
+// two processes have, and the pager of the second.
+type lockTest struct {
+	slow          *gatedPager
+	first, second *SharedMemory
+	pager         *slicePager
+	gateOnce      sync.Once
+}
+
+// openGate lets the first backing's pager read finish.
+func (lt *lockTest) openGate() { lt.gateOnce.Do(func() { close(lt.slow.gate) }) }
+
+// newLockTest opens two backings of one file. The first reads through a
+// gatedPager, so a fill of it holds its chunk lock until the gate opens.
+func newLockTest(t *testing.T) *lockTest {
+	t.Helper()
 	dir := sharedTestDir(t)
-	slow := &gatedPager{slicePager: newTestPager(), entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	first, err := OpenSharedMemory(dir, "index", uint64(len(slow.image)), slow, nil)
+	lt := &lockTest{slow: &gatedPager{slicePager: newTestPager(), entered: make(chan struct{}, 1), gate: make(chan struct{})}}
+	var err error
+	lt.first, err = OpenSharedMemory(dir, "index", uint64(len(lt.slow.image)), lt.slow, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer first.Close()
-	pager := newTestPager()
-	second := openTestBacking(t, dir, "index", pager)
-	defer second.Close()
+	t.Cleanup(func() { lt.first.Close() })
+	lt.pager = newTestPager()
+	lt.second = openTestBacking(t, dir, "index", lt.pager)
+	t.Cleanup(func() { lt.second.Close() })
+	// Cleanups run last first: a test that failed with the gate shut
+	// opens it before the backings close.
+	t.Cleanup(lt.openGate)
+	return lt
+}
+
+// fill populates chunk c of shared in a goroutine and returns the channel
+// that receives its error.
+func fill(shared *SharedMemory, c uint64) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := shared.populate(c)
+		done <- err
+	}()
+	return done
+}
+
+func TestChunkLockMakesSecondBackingWait(t *testing.T) {
+	lt := newLockTest(t)
+	firstDone := fill(lt.first, 0)
+	<-lt.slow.entered
 
 	// The first backing holds chunk 0's lock while its pager read waits.
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := first.populate(0)
-		firstDone <- err
-	}()
-	<-slow.entered
-
-	secondDone := make(chan error, 1)
-	go func() {
-		_, err := second.populate(0)
-		secondDone <- err
-	}()
+	secondDone := fill(lt.second, 0)
 	select {
 	case err := <-secondDone:
 		t.Fatalf("second backing filled chunk 0 while the first held its lock (err %v)", err)
 	case <-time.After(100 * time.Millisecond):
 	}
 
-	close(slow.gate)
+	lt.openGate()
 	if err := <-firstDone; err != nil {
 		t.Fatal(err)
 	}
 	if err := <-secondDone; err != nil {
 		t.Fatal(err)
 	}
-	if n := pager.reads[0]; n != 0 {
+	if n := lt.pager.reads[0]; n != 0 {
 		t.Errorf("second backing read chunk 0 from its pager %d times, expected 0", n)
 	}
-	if got := second.Stats().ChunksFound; got != 1 {
+	if got := lt.second.Stats().ChunksFound; got != 1 {
 		t.Errorf("second backing found %d chunks in the file, expected 1", got)
 	}
 }
 
 func TestChunkLockOtherChunksDoNotWait(t *testing.T) {
-	dir := sharedTestDir(t)
-	slow := &gatedPager{slicePager: newTestPager(), entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	first, err := OpenSharedMemory(dir, "index", uint64(len(slow.image)), slow, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
-	second := openTestBacking(t, dir, "index", newTestPager())
-	defer second.Close()
-
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := first.populate(0)
-		firstDone <- err
-	}()
-	<-slow.entered
+	lt := newLockTest(t)
+	firstDone := fill(lt.first, 0)
+	<-lt.slow.entered
 	defer func() {
-		close(slow.gate)
+		lt.openGate()
 		<-firstDone
 	}()
 
 	// Chunk 2 is another byte range, so its fill does not wait.
-	done := make(chan error, 1)
-	go func() {
-		_, err := second.populate(2)
-		done <- err
-	}()
 	select {
-	case err := <-done:
+	case err := <-fill(lt.second, 2):
 		if err != nil {
 			t.Fatal(err)
 		}
