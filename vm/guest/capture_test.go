@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,6 +71,52 @@ func timerInterrupts(t *testing.T, ctx context.Context, g *Guest) int {
 // generations. Each generation must keep the counter running from where it
 // was, keep the file, see timer interrupts rise, wake a sleeper on time,
 // page in only part of RAM, and store only chunks with dirty pages.
+// checkCPUClocks writes markers to the kernel log from vCPU 0, 1, 0 and 1
+// in turn and checks that their printk timestamps, which each vCPU takes
+// from its own virtual counter, never go back. A resume that restored the
+// vCPUs' counters with different offsets would show here as a step back
+// as large as the difference.
+func checkCPUClocks(t *testing.T, ctx context.Context, g *Guest, gen int) {
+	t.Helper()
+	out := run(t, ctx, g, `for c in 0 1 0 1; do taskset -c $c sh -c "echo spore-clock-$c > /dev/kmsg"; done; dmesg | grep spore-clock-`)
+	if err := checkLogTimestamps(out); err != nil {
+		t.Errorf("generation %d: vCPU clocks differ: %v", gen, err)
+	}
+}
+
+// checkLogTimestamps returns an error if a kernel log line of out, in the
+// form "[   12.345678] text", has an earlier timestamp than the line before.
+func checkLogTimestamps(out string) error {
+	var last float64
+	var lastLine string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		open, end := strings.IndexByte(line, '['), strings.IndexByte(line, ']')
+		if open < 0 || end < open {
+			return fmt.Errorf("kernel log line %q has no timestamp", line)
+		}
+		stamp, err := strconv.ParseFloat(strings.TrimSpace(line[open+1:end]), 64)
+		if err != nil {
+			return fmt.Errorf("kernel log line %q: %w", line, err)
+		}
+		if stamp < last {
+			return fmt.Errorf("%q is %.3f s before %q", line, last-stamp, lastLine)
+		}
+		last, lastLine = stamp, line
+	}
+	return nil
+}
+
+func TestCheckLogTimestampsFindsStepBack(t *testing.T) {
+	inOrder := "[   10.000100] spore-clock-0\n[   10.040000] spore-clock-1\n"
+	if err := checkLogTimestamps(inOrder); err != nil {
+		t.Errorf("timestamps in order: %v", err)
+	}
+	skewed := inOrder + "[   40.100000] spore-clock-0\n[   10.120000] spore-clock-1\n"
+	if err := checkLogTimestamps(skewed); err == nil || !strings.Contains(err.Error(), "29.980 s before") {
+		t.Errorf("timestamps 30 s apart between vCPUs: error %v, expected one naming the step", err)
+	}
+}
+
 func TestCaptureResumeGenerations(t *testing.T) {
 	g := bootTestGuest(t, Options{VCPUs: 2, MemoryBytes: 256 << 20})
 	store, refsDB := openTestStore(t)
@@ -105,6 +152,7 @@ func TestCaptureResumeGenerations(t *testing.T) {
 			t.Errorf("generation %d: tmpfs file reads %q, want %q", gen, note, "kept\n")
 		}
 
+		checkCPUClocks(t, ctx, resumed, gen)
 		timerBefore := timerInterrupts(t, ctx, resumed)
 		sleep := run(t, ctx, resumed, `a=$(cut -d' ' -f1 /proc/uptime); sleep 1; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b"`)
 		fields := strings.Fields(sleep)
