@@ -57,6 +57,18 @@ var (
 	RegFPCR = coreReg(regSizeU32, coreOffFPCR)
 )
 
+// KVM's virtual timer registers, in the system register group. Their
+// encodings swap the ones of CNTV_CVAL_EL0 and CNTVCT_EL0 (see sysregNames).
+var (
+	// RegTimerCTL is CNTV_CTL_EL0.
+	RegTimerCTL = SysregID(0xdf19)
+	// RegTimerCNT is the virtual counter, CNTVCT_EL0. Writing it sets the
+	// counter offset of every vCPU of the VM.
+	RegTimerCNT = SysregID(0xdf1a)
+	// RegTimerCVAL is CNTV_CVAL_EL0.
+	RegTimerCVAL = SysregID(0xdf02)
+)
+
 // RegX returns the ID of general-purpose register xN, for N in 0..30.
 func RegX(n int) uint64 {
 	if n < 0 || n > 30 {

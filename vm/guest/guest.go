@@ -303,12 +303,34 @@ func (g *Guest) connectAgent(ctx context.Context, port io.ReadWriter, timeout ti
 		default:
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("guest agent did not respond within %v; rerun with --console-log FILE or --debug to see the guest console", timeout)
+			return fmt.Errorf("guest agent did not respond within %v; rerun with --console-log FILE or --debug to see the guest console\n%s",
+				timeout, g.describeVCPUs())
 		}
 		return fmt.Errorf("connect to the guest agent: %w", err)
 	}
 	g.client = client
 	return nil
+}
+
+// describeVCPUs reports the vCPUs of a guest that stopped responding: two
+// samples a second apart, so a reader sees whether the program counters,
+// counters and exit counts move.
+func (g *Guest) describeVCPUs() string {
+	var b strings.Builder
+	for sample := range 2 {
+		if sample > 0 {
+			time.Sleep(time.Second)
+		}
+		states, err := g.machine.DebugState(10 * time.Second)
+		if err != nil {
+			fmt.Fprintf(&b, "vCPU state: %v\n", err)
+			break
+		}
+		for _, s := range states {
+			fmt.Fprintf(&b, "sample %d %s\n", sample, s)
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // Exec runs a command in the guest and returns its exit status.

@@ -87,6 +87,41 @@ func TestBootedGuestIsGenerationZero(t *testing.T) {
 	}
 }
 
+func TestDebugStateReadsVCPUs(t *testing.T) {
+	g := bootTestGuest(t, Options{VCPUs: 2})
+
+	first, err := g.machine.DebugState(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	second, err := g.machine.DebugState(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 2 || len(second) != 2 {
+		t.Fatalf("DebugState returned %d and %d vCPUs, expected 2", len(first), len(second))
+	}
+	for i := range first {
+		if first[i].PC == 0 {
+			t.Errorf("vcpu %d: pc is 0", i)
+		}
+		if second[i].TimerCNT <= first[i].TimerCNT {
+			t.Errorf("vcpu %d: virtual counter went from %#x to %#x in 100 ms", i, first[i].TimerCNT, second[i].TimerCNT)
+		}
+	}
+	if line := first[1].String(); !strings.Contains(line, "vcpu 1: mp_state 0 pc 0x") {
+		t.Errorf("state of vcpu 1 reads %q", line)
+	}
+
+	// The guest runs on after the report.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out := run(t, ctx, g, "echo alive"); out != "alive\n" {
+		t.Errorf("after DebugState the guest printed %q", out)
+	}
+}
+
 func TestExecForwardsStdin(t *testing.T) {
 	g := bootTestGuest(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
