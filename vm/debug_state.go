@@ -10,7 +10,8 @@ import (
 	"github.com/spore-vm/spore/arch/arm64"
 )
 
-// VCPUDebugState is what a report of a stuck guest shows of one vCPU.
+// VCPUDebugState is the part of one vCPU's state that a report of a stuck
+// guest shows.
 type VCPUDebugState struct {
 	Index int
 	// MPState is KVM_MP_STATE_RUNNABLE (0) or KVM_MP_STATE_STOPPED (1).
@@ -36,7 +37,8 @@ func (s VCPUDebugState) String() string {
 // DebugState pauses the machine, reads every vCPU's program counter, power
 // state, virtual timer and exit counts, and resumes it. It is for reports
 // of a guest that stopped responding. When the vCPUs do not park within
-// timeout it returns an error; the machine then stays paused once they do.
+// timeout it returns an error, and the machine then stays paused once they
+// do.
 func (m *Machine) DebugState(timeout time.Duration) ([]VCPUDebugState, error) {
 	paused := make(chan error, 1)
 	go func() { paused <- m.Pause() }()
