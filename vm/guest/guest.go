@@ -312,9 +312,9 @@ func (g *Guest) connectAgent(ctx context.Context, port io.ReadWriter, timeout ti
 	return nil
 }
 
-// describeVCPUs reports the vCPUs of a guest that stopped responding: two
-// samples a second apart, so a reader sees whether the program counters,
-// counters and exit counts move.
+// describeVCPUs reports the vCPUs and lazy memory faults of a guest that
+// stopped responding: two samples a second apart, so a reader sees whether
+// the program counters, counters, exits and faults move.
 func (g *Guest) describeVCPUs() string {
 	var b strings.Builder
 	for sample := range 2 {
@@ -329,6 +329,8 @@ func (g *Guest) describeVCPUs() string {
 		for _, s := range states {
 			fmt.Fprintf(&b, "sample %d %s\n", sample, s)
 		}
+		paged := g.machine.PagerStats()
+		fmt.Fprintf(&b, "sample %d pager: %d faults, %d chunks copied, %d zeroed\n", sample, paged.Faults, paged.ChunksCopied, paged.ChunksZeroed)
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
