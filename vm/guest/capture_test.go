@@ -3,13 +3,16 @@ package guest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spore-vm/spore/arch/arm64"
 	"github.com/spore-vm/spore/guest-init/agent"
 	"github.com/spore-vm/spore/objects"
 	"github.com/spore-vm/spore/refs"
@@ -71,6 +74,73 @@ func timerInterrupts(t *testing.T, ctx context.Context, g *Guest) int {
 // generations. Each generation must keep the counter running from where it
 // was, keep the file, see timer interrupts rise, wake a sleeper on time,
 // page in only part of RAM, and store only chunks with dirty pages.
+// savedCounters returns the virtual counter that each vCPU's saved state
+// in commit id holds, and the counter frequency of the commit's platform.
+func savedCounters(t *testing.T, store *objects.Store, id objects.ID) ([]uint64, uint64) {
+	t.Helper()
+	commit, err := store.GetCommit(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hz, err := strconv.ParseUint(commit.Platform["timer_hz"], 10, 64)
+	if err != nil || hz == 0 {
+		t.Fatalf("commit %s: invalid timer_hz %q", id, commit.Platform["timer_hz"])
+	}
+	tree, err := store.GetTree(commit.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _, _, err := loadState(store, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counters []uint64
+	for _, cpu := range snap.CPUs {
+		for _, r := range cpu.Registers {
+			if r.ID == arm64.RegTimerCNT {
+				counters = append(counters, binary.LittleEndian.Uint64(r.Value))
+			}
+		}
+	}
+	if len(counters) != len(snap.CPUs) {
+		t.Fatalf("commit %s: %d vCPU states hold %d virtual counters", id, len(snap.CPUs), len(counters))
+	}
+	return counters, hz
+}
+
+// counterSeconds converts counter values to seconds, for logs.
+func counterSeconds(counters []uint64, hz uint64) []string {
+	var out []string
+	for _, c := range counters {
+		out = append(out, strconv.FormatFloat(float64(c)/float64(hz), 'f', 3, 64))
+	}
+	return out
+}
+
+// maxResumeSeconds bounds the guest time from the saved counter to the
+// first check after Resume returns, in the emulated testbed.
+const maxResumeSeconds = 120
+
+// checkRestoredCounters checks that every vCPU of a resumed guest counts on
+// from the latest counter saved in its commit: not below it, which would
+// run the guest's clocks backwards, and not far above it.
+func checkRestoredCounters(t *testing.T, g *Guest, gen int, saved []uint64, hz uint64) {
+	t.Helper()
+	states, err := g.machine.DebugState(time.Minute)
+	if err != nil {
+		t.Fatalf("generation %d: %v", gen, err)
+	}
+	latest := slices.Max(saved)
+	var now []uint64
+	for _, s := range states {
+		now = append(now, s.TimerCNT)
+		if s.TimerCNT < latest || s.TimerCNT-latest > maxResumeSeconds*hz {
+			t.Errorf("generation %d: vcpu %d counts from %.3f s after a resume from %.3f s", gen, s.Index, float64(s.TimerCNT)/float64(hz), float64(latest)/float64(hz))
+		}
+	}
+	t.Logf("generation %d: virtual counters after the resume: %v s", gen, counterSeconds(now, hz))
+}
+
 // checkCPUClocks writes markers to the kernel log from vCPU 0, 1, 0 and 1
 // in turn and checks that their printk timestamps, which each vCPU takes
 // from its own virtual counter, never go back. A resume that restored the
@@ -138,11 +208,14 @@ func TestCaptureResumeGenerations(t *testing.T) {
 	g.Kill()
 
 	for gen := 1; gen <= 5; gen++ {
+		saved, hz := savedCounters(t, store, id)
+		t.Logf("generation %d: virtual counters saved in the commit: %v s", gen, counterSeconds(saved, hz))
 		console := &syncBuffer{}
 		resumed, err := Resume(ctx, store, id, "gen"+strconv.Itoa(gen-1), Options{KernelLog: console})
 		if err != nil {
 			t.Fatalf("generation %d: resume: %v\nconsole:\n%s", gen, err, console.String())
 		}
+		checkRestoredCounters(t, resumed, gen, saved, hz)
 
 		now := atoi(t, run(t, ctx, resumed, "cat /tmp/count"))
 		if now < count {
