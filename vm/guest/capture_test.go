@@ -69,11 +69,6 @@ func timerInterrupts(t *testing.T, ctx context.Context, g *Guest) int {
 	return total
 }
 
-// TestCaptureResumeGenerations captures a booted guest with a background
-// counter and a tmpfs file, then resumes and captures again for five
-// generations. Each generation must keep the counter running from where it
-// was, keep the file, see timer interrupts rise, wake a sleeper on time,
-// page in only part of RAM, and store only chunks with dirty pages.
 // savedCounters returns the virtual counter that each vCPU's saved state
 // in commit id holds, and the counter frequency of the commit's platform.
 func savedCounters(t *testing.T, store *objects.Store, id objects.ID) ([]uint64, uint64) {
@@ -187,6 +182,13 @@ func TestCheckLogTimestampsFindsStepBack(t *testing.T) {
 	}
 }
 
+// TestCaptureResumeGenerations captures a booted guest with a background
+// counter and a tmpfs file, then resumes and captures again for five
+// generations. Each generation must keep the counter running from where it
+// was, keep the file, see timer interrupts rise, wake a sleeper on time,
+// page in only part of RAM, and store only chunks with dirty pages. Every
+// vCPU must count on from the counter saved in the commit, and the vCPUs'
+// kernel clocks must agree.
 func TestCaptureResumeGenerations(t *testing.T) {
 	g := bootTestGuest(t, Options{VCPUs: 2, MemoryBytes: 256 << 20})
 	store, refsDB := openTestStore(t)
