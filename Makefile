@@ -118,10 +118,10 @@ e2e: $(E2E_ASSETS)
 else
 # One testbed at a time (-p 1): two emulated machines on two cores slow
 # each other down several times over.
-# NOTE: guests in the testbed have crashed or stopped answering after a
-# resume (and once after a boot) in some runs, with one testbed or two.
-# The cause is not found; it is not known whether it lies in spore or in
-# the emulated KVM host.
+# NOTE: guests in the testbed sometimes crash or stop responding after a
+# resume (3 of 32 runs of the two-vCPU capture test, two testbeds at once),
+# and once did after a boot. The cause is not found: it may lie in spore
+# or in the emulated KVM host (docs/testbed.md).
 e2e: testbed-exec $(E2E_ASSETS)
 	$(E2E_ENV) SPORE_TESTBED_FILES=$(GUEST_KERNEL):$(BUSYBOX):$(SPORE_ARM64):$(TEST_ROOTFS):$(TEST_IMAGES):$(TESTBED_DEBS) \
 		GOARCH=arm64 $(GO) test -p 1 -exec $(BIN)/testbed-exec -timeout $(E2E_TIMEOUT) $(E2E_PKGS)

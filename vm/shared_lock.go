@@ -27,7 +27,9 @@ const (
 // the file is a separate owner, and the kernel drops the lock when the
 // owner closes the file or dies. Locks of one backing never conflict with
 // each other, because they share an owner, and populate already
-// serializes the fills of one chunk within a backing. unlock releases the lock. When the lock is not taken within
+// serializes the fills of one chunk within a backing.
+//
+// unlock releases the lock. When the lock is not taken within
 // chunkLockWait, or the kernel lacks OFD locks (before Linux 3.15), the
 // caller proceeds without one and unlock does nothing.
 func (s *SharedMemory) lockChunk(off, length uint64) (unlock func()) {

@@ -124,7 +124,7 @@ func startSpore(t testing.TB, inv invocation, args ...string) *sporeProcess {
 const consoleTailLines = 60
 
 // logConsoleTail shows the end of the console log of one spore
-// invocation, so that a guest that crashed or stopped answering in a
+// invocation, so that a guest that crashed or stopped responding in a
 // failed test leaves its kernel messages in the test output.
 func logConsoleTail(t testing.TB, args []string, path string) {
 	data, err := os.ReadFile(path)
