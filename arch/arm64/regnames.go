@@ -28,10 +28,7 @@ var sysregNames = map[uint64]string{
 	0xc300: "FAR_EL1", 0xc3a0: "PAR_EL1", 0xc510: "MAIR_EL1", 0xc518: "AMAIR_EL1",
 	0xc600: "VBAR_EL1", 0xc681: "CONTEXTIDR_EL1", 0xc684: "TPIDR_EL1", 0xc708: "CNTKCTL_EL1",
 	0xde82: "TPIDR_EL0", 0xde83: "TPIDRRO_EL0", 0xdf11: "CNTP_CTL_EL0", 0xdf12: "CNTP_CVAL_EL0",
-	// KVM's virtual timer registers. Their encodings swap the ones of
-	// CNTV_CVAL_EL0 and CNTVCT_EL0, a quirk the kernel keeps for ABI
-	// compatibility (arch/arm64/include/uapi/asm/kvm.h).
-	0xdf19: "KVM_REG_ARM_TIMER_CTL", 0xdf1a: "KVM_REG_ARM_TIMER_CNT", 0xdf02: "KVM_REG_ARM_TIMER_CVAL",
+	timerCTLEncoding: "KVM_REG_ARM_TIMER_CTL", timerCNTEncoding: "KVM_REG_ARM_TIMER_CNT", timerCVALEncoding: "KVM_REG_ARM_TIMER_CVAL",
 	0xc020: "ID_AA64PFR0_EL1", 0xc021: "ID_AA64PFR1_EL1", 0xc030: "ID_AA64ISAR0_EL1",
 	0xc031: "ID_AA64ISAR1_EL1", 0xc038: "ID_AA64MMFR0_EL1", 0xc039: "ID_AA64MMFR1_EL1",
 	0xc665: "ICC_SRE_EL1", 0xc664: "ICC_CTLR_EL1", 0xc230: "ICC_PMR_EL1",

@@ -57,16 +57,24 @@ var (
 	RegFPCR = coreReg(regSizeU32, coreOffFPCR)
 )
 
-// KVM's virtual timer registers, in the system register group. Their
-// encodings swap the ones of CNTV_CVAL_EL0 and CNTVCT_EL0 (see sysregNames).
+// Encodings of KVM's virtual timer registers in the system register
+// group. They swap the ones of CNTV_CVAL_EL0 and CNTVCT_EL0, a quirk the
+// kernel keeps for ABI compatibility (arch/arm64/include/uapi/asm/kvm.h).
+const (
+	timerCTLEncoding  = 0xdf19
+	timerCNTEncoding  = 0xdf1a
+	timerCVALEncoding = 0xdf02
+)
+
+// KVM's virtual timer register IDs.
 var (
 	// RegTimerCTL is CNTV_CTL_EL0.
-	RegTimerCTL = SysregID(0xdf19)
+	RegTimerCTL = SysregID(timerCTLEncoding)
 	// RegTimerCNT is the virtual counter, CNTVCT_EL0. Writing it sets the
 	// counter offset of every vCPU of the VM.
-	RegTimerCNT = SysregID(0xdf1a)
+	RegTimerCNT = SysregID(timerCNTEncoding)
 	// RegTimerCVAL is CNTV_CVAL_EL0.
-	RegTimerCVAL = SysregID(0xdf02)
+	RegTimerCVAL = SysregID(timerCVALEncoding)
 )
 
 // RegX returns the ID of general-purpose register xN, for N in 0..30.
