@@ -278,6 +278,14 @@ type SetIdentity struct {
 	Env        []string // KEY=VALUE entries written to /run/spore/env
 }
 
+// UnforkedIdentity returns the identity of a guest that was never
+// forked: generation 0. Init writes its files at boot, and the host sends
+// it, with the clock and entropy added, to a guest resumed from a commit
+// that was not forked.
+func UnforkedIdentity() *SetIdentity {
+	return &SetIdentity{Generation: "0", Env: []string{"SPORE_GENERATION=0"}}
+}
+
 func (*SetIdentity) Type() MsgType { return TypeSetIdentity }
 func (m *SetIdentity) encode(e *encoder) {
 	e.str(m.Generation)

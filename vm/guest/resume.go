@@ -154,14 +154,11 @@ func Resume(ctx context.Context, store *objects.Store, id objects.ID, name strin
 func (g *Guest) applyIdentity(ctx context.Context) error {
 	entropy := make([]byte, 64)
 	rand.Read(entropy)
-	req := &agent.SetIdentity{
-		Generation: g.generation,
-		TimeUnixNs: time.Now().UnixNano(),
-		Entropy:    entropy,
-		Env:        []string{"SPORE_GENERATION=0"},
-	}
-	if req.Generation == "" {
-		req.Generation = "0"
+	req := agent.UnforkedIdentity()
+	req.TimeUnixNs = time.Now().UnixNano()
+	req.Entropy = entropy
+	if g.generation != "" {
+		req.Generation = g.generation
 	}
 	if id := g.identity; id != nil {
 		req.Generation = id.GenerationID

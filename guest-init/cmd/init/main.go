@@ -171,7 +171,7 @@ func serveAgent(logger *log.Logger, reaper *agent.Reaper, cfg guestinit.Config) 
 		Log:     logger.Printf,
 	}
 	// A booted guest is generation 0 until the host applies an identity.
-	if err := identity.WriteFiles(&agent.SetIdentity{Generation: "0", Env: []string{"SPORE_GENERATION=0"}}); err != nil {
+	if err := identity.WriteFiles(agent.UnforkedIdentity()); err != nil {
 		logger.Printf("failed to write the identity files of the booted guest: %v", err)
 	}
 	srv := agent.NewServer(agent.ServerConfig{
