@@ -85,6 +85,21 @@ func (g *consoleGuest) transmit(q *guestQueue, data []byte) uint16 {
 	return head
 }
 
+// expectTransmitted checks that the host reads want from port and that
+// the agent port's transmit queue returned the buffer at head. when names
+// the moment in failure messages.
+func (g *consoleGuest) expectTransmitted(t *testing.T, port io.Reader, head uint16, want, when string) {
+	t.Helper()
+	buf := make([]byte, 64)
+	n, err := port.Read(buf)
+	if err != nil || string(buf[:n]) != want {
+		t.Errorf("host read %q, %v %s; want %q", buf[:n], err, when, want)
+	}
+	if used := g.queues[5].takeUsed(); len(used) != 1 || used[0].id != head {
+		t.Errorf("transmit queue used ring %s = %+v, want head %d", when, used, head)
+	}
+}
+
 func (g *consoleGuest) sendControl(id uint32, event, value uint16) {
 	var m [consoleControlSize]byte
 	binary.LittleEndian.PutUint32(m[0:], id)
@@ -194,18 +209,12 @@ func TestConsoleDataBothWays(t *testing.T) {
 	}
 
 	head := g.transmit(g.queues[5], []byte("hello host"))
-	buf := make([]byte, 64)
-	n, err := agent.Read(buf)
-	if err != nil || string(buf[:n]) != "hello host" {
-		t.Errorf("host read %q, %v on port 1; want %q", buf[:n], err, "hello host")
-	}
-	if used := g.queues[5].takeUsed(); len(used) != 1 || used[0].id != head {
-		t.Errorf("transmit queue used ring = %+v, want head %d", used, head)
-	}
+	g.expectTransmitted(t, agent, head, "hello host", "on port 1")
 
 	// The console port carries the kernel log.
 	g.transmit(g.queues[1], []byte("Linux version 7.1"))
-	n, err = g.dev.Port(0).Read(buf)
+	buf := make([]byte, 64)
+	n, err := g.dev.Port(0).Read(buf)
 	if err != nil || string(buf[:n]) != "Linux version 7.1" {
 		t.Errorf("host read %q, %v on port 0; want the kernel log line", buf[:n], err)
 	}
@@ -527,12 +536,5 @@ func TestConsoleHoldStopsTransfers(t *testing.T) {
 	if got := string(g.receive(g.queues[4])); got != "during hold" {
 		t.Errorf("guest received %q after Release, want %q", got, "during hold")
 	}
-	buf := make([]byte, 64)
-	n, err := agent.Read(buf)
-	if err != nil || string(buf[:n]) != "from guest" {
-		t.Errorf("host read %q, %v after Release; want %q", buf[:n], err, "from guest")
-	}
-	if used := g.queues[5].takeUsed(); len(used) != 1 || used[0].id != head {
-		t.Errorf("transmit queue used ring after Release = %+v, want head %d", used, head)
-	}
+	g.expectTransmitted(t, agent, head, "from guest", "after Release")
 }
